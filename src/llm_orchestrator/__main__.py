@@ -1,0 +1,3 @@
+from llm_orchestrator.cli.main import main
+
+main()

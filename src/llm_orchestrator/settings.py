@@ -1,0 +1,176 @@
+"""Typed settings: `llm-orchestrator.yaml` overridden by `LLMO_*` environment variables.
+
+Precedence (highest first): environment (`LLMO_DEFAULT_PROVIDER`,
+`LLMO_PROVIDERS__OPENAI__BASE_URL`, ...), then the config file, then the defaults here. Vendor
+keys are also read from the vendors' usual variables (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from llm_orchestrator.exceptions import ConfigurationError
+
+CONFIG_FILE_NAME = "llm-orchestrator.yaml"
+
+ProviderType = Literal["openai", "anthropic", "openai_compatible", "local"]
+
+#: The environment variable each provider type reads its key from by default.
+DEFAULT_KEY_ENV: dict[str, str | None] = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "openai_compatible": None,
+    "local": None,
+}
+
+#: The model a step gets when it names neither a model nor a provider default.
+DEFAULT_MODELS: dict[str, str] = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-haiku-4-5",
+    "openai_compatible": "default",
+    "local": "gemma3-270m",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RateLimits(_Strict):
+    """Shared by every run in the process, per provider instance."""
+
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+
+
+class CircuitBreakerSettings(_Strict):
+    #: consecutive failed calls (after retries are counted one by one) that open the circuit
+    failure_threshold: int = Field(default=5, ge=1)
+    #: seconds the circuit stays open before one trial call is let through (half-open)
+    recovery_seconds: float = Field(default=30.0, gt=0)
+
+
+class ProviderSettings(_Strict):
+    type: ProviderType
+    api_key: SecretStr | None = None
+    #: environment variable holding the key; defaults to the vendor's usual one
+    api_key_env: str | None = None
+    base_url: str | None = None
+    default_model: str | None = None
+    #: per-request timeout of the HTTP call
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    #: local provider only: path of a .gguf file to load instead of the bundled model
+    model_path: str | None = None
+    #: local provider only: context window
+    n_ctx: int = Field(default=2048, ge=256)
+
+    def key_env(self) -> str | None:
+        return self.api_key_env or DEFAULT_KEY_ENV[self.type]
+
+    def resolve_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        env = self.key_env()
+        return os.environ.get(env) if env else None
+
+    def model_or_default(self, model: str | None) -> str:
+        return model or self.default_model or DEFAULT_MODELS[self.type]
+
+
+class PriceSettings(_Strict):
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class Limits(_Strict):
+    max_steps: int = Field(default=100, ge=1)
+    max_prompt_chars: int = Field(default=50_000, ge=1)
+    max_input_bytes: int = Field(default=1_048_576, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LLMO_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".llm-orchestrator")
+    #: provider instance a step uses when it names none; unset means: openai if OPENAI_API_KEY
+    #: is set, else anthropic if ANTHROPIC_API_KEY is set, else local
+    default_provider: str | None = None
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=Limits)
+    #: default for a run's max_concurrency when the workflow sets none
+    max_concurrency: int = Field(default=16, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the config file arrives as init kwargs; the environment overrides it
+        return (env_settings, init_settings)
+
+    def provider(self, name: str) -> ProviderSettings | None:
+        """The named instance: from the config, or a built-in one named after its type."""
+        found = self.providers.get(name)
+        if found is not None:
+            return found
+        if name in ("openai", "anthropic", "local"):
+            return ProviderSettings(type=name)  # type: ignore[arg-type]
+        return None
+
+    def default_provider_name(self) -> str:
+        if self.default_provider:
+            return self.default_provider
+        for name in ("openai", "anthropic"):
+            cfg = self.provider(name)
+            if cfg is not None and cfg.resolve_api_key():
+                return name
+        return "local"
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigurationError(f"config file {explicit} does not exist")
+        return explicit
+    env = os.environ.get("LLMO_CONFIG")
+    if env:
+        return find_config_file(Path(env))
+    candidate = Path.cwd() / CONFIG_FILE_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Read the config file (if any) and the environment; errors name the file and field."""
+    path = find_config_file(config_file)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"{path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigurationError(f"{path}: the top level must be a mapping of settings")
+        data = loaded or {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        source = str(path) if path else "environment (LLMO_*)"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"{source}: invalid settings: {problems}") from exc
