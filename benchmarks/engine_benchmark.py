@@ -87,7 +87,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _measure(
-    run_one: Callable[[int], Awaitable[Any]], steps: int, sequential: int, concurrent: int,
+    run_one: Callable[[int], Awaitable[Any]],
+    steps: int,
+    sequential: int,
+    concurrent: int,
     in_flight: int,
 ) -> dict[str, float]:
     for i in range(50):  # warm up
@@ -266,8 +269,10 @@ async def main(quick: bool) -> None:
     their_memory = await _memory_per_workflow(theirs_slow, memory_count) if theirs_slow else None
     plain = await _plain_asyncio_per_step(2000)
 
-    print(f"python {sys.version.split()[0]}; sequential runs {sequential}, "
-          f"concurrent runs {concurrent} ({in_flight} in flight)")
+    print(
+        f"python {sys.version.split()[0]}; sequential runs {sequential}, "
+        f"concurrent runs {concurrent} ({in_flight} in flight)"
+    )
     header = f"{'workload':<12}{'metric':<26}{'ours':>12}{'langgraph':>12}{'ratio':>10}"
     print(header)
     print("-" * len(header))
@@ -286,8 +291,10 @@ async def main(quick: bool) -> None:
             print(f"{label:<12}{metric:<26}{mine:>12.3f}{other_text:>12}{ratio:>10}")
     mem_other = f"{their_memory / 1024:.1f}" if their_memory else "-"
     mem_ratio = f"{their_memory / our_memory:.2f}x" if their_memory else ""
-    print(f"{'chain-3':<12}{'KB per in-flight wf':<26}{our_memory / 1024:>12.1f}"
-          f"{mem_other:>12}{mem_ratio:>10}")
+    print(
+        f"{'chain-3':<12}{'KB per in-flight wf':<26}{our_memory / 1024:>12.1f}"
+        f"{mem_other:>12}{mem_ratio:>10}"
+    )
     print(f"plain asyncio (no engine): {plain:.4f} ms per step")
     print("ratios: >1x means ours is better (faster, more throughput, less memory)")
 

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from llm_orchestrator.providers.registry import close_all_providers
 from llm_orchestrator.settings import Settings
 from tests.support import probe
 
@@ -20,8 +21,10 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def guarded(self: socket.socket, address: object) -> object:
         host = address[0] if isinstance(address, tuple) else address
-        if isinstance(host, str) and host not in ("127.0.0.1", "localhost", "::1") and not (
-            self.family == socket.AF_UNIX
+        if (
+            isinstance(host, str)
+            and host not in ("127.0.0.1", "localhost", "::1")
+            and not (self.family == socket.AF_UNIX)
         ):
             raise OSError(f"test tried to reach the network: {address!r}")
         return real_connect(self, address)  # type: ignore[arg-type]
@@ -34,7 +37,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     """No vendor keys or LLMO_ settings leak in from the developer's shell."""
     for name in list(os.environ):
         if name.startswith("LLMO_") or name in (
-            "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "OPENAI_BASE_URL",
+            "ANTHROPIC_BASE_URL",
         ):
             monkeypatch.delenv(name)
     monkeypatch.setenv("LLMO_HOME", str(tmp_path / "home"))
@@ -46,3 +52,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_providers() -> AsyncIterator[None]:
+    """Provider instances are shared process-wide: each test starts and ends without them."""
+    await close_all_providers()
+    yield
+    await close_all_providers()

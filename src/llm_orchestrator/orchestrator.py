@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jsonpath_ng.ext import parse as parse_jsonpath
+from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
 from llm_orchestrator.engine.events import Observer
 from llm_orchestrator.engine.executor import Executor
@@ -22,7 +22,8 @@ from llm_orchestrator.exceptions import (
     ValidationProblem,
     WorkflowValidationError,
 )
-from llm_orchestrator.providers.registry import ProviderRegistry
+from llm_orchestrator.providers.base import LLMProvider
+from llm_orchestrator.providers.registry import ProviderRegistry, close_all_providers
 from llm_orchestrator.settings import ProviderSettings, Settings, load_settings
 from llm_orchestrator.steps.base import Services
 from llm_orchestrator.steps.registry import spec_models, step_kinds
@@ -41,8 +42,9 @@ def load_workflow(source: str | Path, *, text: str | None = None) -> Workflow:
     """Parse a workflow file (YAML or JSON), or `text` named `source`; raises
     WorkflowValidationError with every shape problem at once."""
     if text is not None:
-        return load_workflow_text(text, spec_models(), source=str(source),
-                                  is_json=str(source).endswith(".json"))
+        return load_workflow_text(
+            text, spec_models(), source=str(source), is_json=str(source).endswith(".json")
+        )
     return load_workflow_file(source, spec_models())
 
 
@@ -60,7 +62,11 @@ def validate_file(path: str | Path, settings: Settings) -> list[ValidationProble
     return problems
 
 
-def _services_for(workflow: Workflow, settings: Settings) -> Services:
+def _services_for(
+    workflow: Workflow,
+    settings: Settings,
+    instances: Mapping[str, LLMProvider] | None = None,
+) -> Services:
     extra = {
         name: ProviderSettings(
             type=spec.type,
@@ -76,11 +82,17 @@ def _services_for(workflow: Workflow, settings: Settings) -> Services:
     prices = PriceTable(
         {m: Price(p.input_per_mtok, p.output_per_mtok) for m, p in settings.prices.items()}
     )
-    return Services(settings=settings, providers=ProviderRegistry(settings, extra), prices=prices)
+    return Services(
+        settings=settings,
+        providers=ProviderRegistry(settings, extra, instances),
+        prices=prices,
+    )
 
 
 def check_workflow(
-    workflow: Workflow, settings: Settings, services: Services | None = None
+    workflow: Workflow,
+    settings: Settings,
+    services: Services | None = None,
 ) -> tuple[WorkflowGraph | None, list[ValidationProblem]]:
     """Everything `validate` reports: graph, templates, limits, providers, step kinds."""
     graph, problems = build_graph(workflow, settings.limits)
@@ -152,9 +164,7 @@ def compile_plan(graph: WorkflowGraph, services: Services) -> ExecutionPlan:
         group_limits=graph.group_limits,
         budget=Budget(budget.max_tokens, budget.max_cost_usd) if budget else None,
         input_defaults={
-            name: spec.default
-            for name, spec in header.inputs.items()
-            if spec.default is not None
+            name: spec.default for name, spec in header.inputs.items() if spec.default is not None
         },
     )
 
@@ -208,24 +218,32 @@ class Orchestrator:
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, observers: list[Observer] | None = None
+        self,
+        settings: Settings | None = None,
+        *,
+        observers: list[Observer] | None = None,
+        providers: Mapping[str, LLMProvider] | None = None,
     ) -> None:
+        """`providers` adds provider objects of your own by instance name (they take
+        precedence over configured instances of the same name)."""
         self.settings = settings or load_settings()
         self.executor = Executor(observers)
+        self.providers = dict(providers or {})
         self._plans: dict[int, tuple[Workflow, ExecutionPlan, Services]] = {}
 
     def load(self, source: str | Path, *, text: str | None = None) -> Workflow:
         return load_workflow(source, text=text)
 
     def validate(self, workflow: Workflow) -> list[ValidationProblem]:
-        _graph, problems = check_workflow(workflow, self.settings)
+        services = _services_for(workflow, self.settings, self.providers)
+        _graph, problems = check_workflow(workflow, self.settings, services)
         return problems
 
     def plan(self, workflow: Workflow) -> ExecutionPlan:
         cached = self._plans.get(id(workflow))
         if cached is not None and cached[0] is workflow:
             return cached[1]
-        services = _services_for(workflow, self.settings)
+        services = _services_for(workflow, self.settings, self.providers)
         graph, problems = check_workflow(workflow, self.settings, services)
         if graph is None:
             raise WorkflowValidationError(problems)
@@ -259,6 +277,8 @@ class Orchestrator:
                 return await self.run(workflow, inputs)
             finally:
                 await self.aclose()
+                # provider clients belong to this event loop, which ends here
+                await close_all_providers()
 
         return asyncio.run(_main())
 

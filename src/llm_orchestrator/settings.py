@@ -129,7 +129,7 @@ class Settings(BaseSettings):
         if found is not None:
             return found
         if name in ("openai", "anthropic", "local"):
-            return ProviderSettings(type=name)  # type: ignore[arg-type]
+            return ProviderSettings(type=name)
         return None
 
     def default_provider_name(self) -> str:

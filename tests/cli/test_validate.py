@@ -120,8 +120,7 @@ steps:
     assert result.exit_code == 2
     out = result.output
     assert (
-        "template refers to steps.fetch.text, but step 'fetch' declares outputs [body, meta]"
-        in out
+        "template refers to steps.fetch.text, but step 'fetch' declares outputs [body, meta]" in out
     )
     assert "not upstream of 'early'" in out and "add 'summarize' to depends_on" in out
     assert "unknown step 'nobody'" in out
@@ -145,9 +144,7 @@ steps:
     assert "Traceback" not in out
 
 
-def test_missing_sdk_names_the_pip_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_sdk_names_the_pip_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
 
     def fake(name: str, *args: Any) -> Any:
@@ -160,13 +157,16 @@ def test_missing_sdk_names_the_pip_extra(
 
 
 def test_limits(tmp_path: Path) -> None:
-    steps = "\n".join(f"  - {{id: s{i}, type: llm, provider: local, prompt: hi}}" for i in range(101))
+    steps = "\n".join(
+        f"  - {{id: s{i}, type: llm, provider: local, prompt: hi}}" for i in range(101)
+    )
     result = validate(tmp_path, f"name: big\nsteps:\n{steps}\n")
     assert result.exit_code == 2
     assert "101 steps, more than the limit of 100" in result.output
     long_prompt = "x" * 50_001
     result = validate(
-        tmp_path, f"name: long\nsteps: [{{id: a, type: llm, provider: local, prompt: {long_prompt}}}]"
+        tmp_path,
+        f"name: long\nsteps: [{{id: a, type: llm, provider: local, prompt: {long_prompt}}}]",
     )
     assert result.exit_code == 2
     assert "over the limit of 50000" in result.output

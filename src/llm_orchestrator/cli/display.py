@@ -78,6 +78,4 @@ class ProgressPrinter:
             c.print(f"  [dim]↷ {escape(event.step_id)} skipped: {escape(event.reason)}[/]")
         elif isinstance(event, RunFinished):
             colour = "green" if event.status == "completed" else "red"
-            c.print(
-                f"[bold {colour}]{event.status}[/] [dim]in {event.duration_seconds:.2f}s[/]"
-            )
+            c.print(f"[bold {colour}]{event.status}[/] [dim]in {event.duration_seconds:.2f}s[/]")

@@ -29,6 +29,7 @@ from llm_orchestrator.orchestrator import (
     load_workflow,
     validate_file,
 )
+from llm_orchestrator.providers.registry import close_all_providers
 from llm_orchestrator.settings import DEFAULT_MODELS, Settings, load_settings
 from llm_orchestrator.steps.registry import spec_models
 from llm_orchestrator.workflow.graph import build_graph
@@ -106,9 +107,7 @@ def _count_steps(path: Path) -> int:
     return len(graph.nodes) if graph else 0
 
 
-def _parse_inputs(
-    workflow: Workflow, pairs: list[str], input_file: Path | None
-) -> dict[str, Any]:
+def _parse_inputs(workflow: Workflow, pairs: list[str], input_file: Path | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if input_file is not None:
         try:
@@ -133,8 +132,9 @@ def _parse_inputs(
     return values
 
 
-async def _run_with_ctrl_c(orch: Orchestrator, workflow: Workflow, inputs: dict[str, Any],
-                           max_concurrency: int | None) -> RunResult:
+async def _run_with_ctrl_c(
+    orch: Orchestrator, workflow: Workflow, inputs: dict[str, Any], max_concurrency: int | None
+) -> RunResult:
     cancel = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -149,6 +149,7 @@ async def _run_with_ctrl_c(orch: Orchestrator, workflow: Workflow, inputs: dict[
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         await orch.aclose()
+        await close_all_providers()
 
 
 @app.command()
@@ -209,8 +210,10 @@ def _print_plan(orch: Orchestrator, workflow: Workflow, output: str) -> None:
         body = {
             "workflow": plan.name,
             "layers": [
-                [{"id": n, "type": plan.nodes[n].type,
-                  "depends_on": list(plan.nodes[n].deps)} for n in layer]
+                [
+                    {"id": n, "type": plan.nodes[n].type, "depends_on": list(plan.nodes[n].deps)}
+                    for n in layer
+                ]
                 for layer in layers
             ],
             "max_concurrency": plan.max_concurrency,
@@ -229,11 +232,14 @@ def _print_text_result(result: RunResult) -> None:
         first = next(iter(step.outputs.values()), None) if step.outputs else None
         detail = step.error.message if step.error else (step.skip_reason or "")
         shown = first if isinstance(first, str) else json.dumps(first, default=str)
-        out.print(f"[bold]{escape(step_id)}[/] [{step.status.value}] "
-                  + escape(shown if step.outputs else detail))
+        out.print(
+            f"[bold]{escape(step_id)}[/] [{step.status.value}] "
+            + escape(shown if step.outputs else detail)
+        )
     usage = result.usage
-    out.print(f"tokens: {usage.input_tokens} in / {usage.output_tokens} out · "
-              f"cost ${usage.cost_usd:.6f}")
+    out.print(
+        f"tokens: {usage.input_tokens} in / {usage.output_tokens} out · cost ${usage.cost_usd:.6f}"
+    )
 
 
 @app.command()
@@ -251,8 +257,12 @@ def providers() -> None:
         table.add_column(column)
     names = ["local", "openai", "anthropic", *sorted(settings.providers)]
     default = settings.default_provider_name()
-    packages = {"openai": "openai", "openai_compatible": "openai", "anthropic": "anthropic",
-                "local": "llama_cpp"}
+    packages = {
+        "openai": "openai",
+        "openai_compatible": "openai",
+        "anthropic": "anthropic",
+        "local": "llama_cpp",
+    }
     for name in dict.fromkeys(names):
         cfg = settings.provider(name)
         if cfg is None:
@@ -267,11 +277,19 @@ def providers() -> None:
         else:
             creds = f"[red]missing[/] (set {env})"
         installed = importlib.util.find_spec(packages[cfg.type]) is not None
-        package = "[green]installed[/]" if installed else (
-            "[red]missing[/] (pip install 'llm-orchestrator[local]')"
+        package = (
+            "[green]installed[/]"
+            if installed
+            else ("[red]missing[/] (pip install 'llm-orchestrator[local]')")
         )
-        table.add_row(name, cfg.type, cfg.model_or_default(None) or DEFAULT_MODELS[cfg.type],
-                      creds, package, "✓" if name == default else "")
+        table.add_row(
+            name,
+            cfg.type,
+            cfg.model_or_default(None) or DEFAULT_MODELS[cfg.type],
+            creds,
+            package,
+            "✓" if name == default else "",
+        )
     out.print(table)
 
 

@@ -288,7 +288,11 @@ class _Run:
         for index, name in enumerate(node.output_names):
             if paths is not None and name in paths:
                 spec = paths[name]
-                raw = out.raw if out.raw is not None else dict(zip(node.default_outputs, values))
+                raw = (
+                    out.raw
+                    if out.raw is not None
+                    else dict(zip(node.default_outputs, values, strict=False))
+                )
                 matches = spec.compiled.find(raw)
                 if not matches:
                     raise StepOutputError(

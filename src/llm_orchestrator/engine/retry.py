@@ -43,7 +43,7 @@ class RetryPolicy:
         if retry_after is not None:
             # the vendor said when; never sooner than that
             base = max(base, retry_after)
-        return max(0.0, min(base, self.max_delay))
+        return float(max(0.0, min(base, self.max_delay)))
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from llm_orchestrator.exceptions import TemplateRenderError
 
@@ -108,9 +109,7 @@ class CompiledTemplate:
 def _legacy_condition_to_expression(source: str) -> str:
     if "{{" not in source:
         return source
-    return _EXPR_BLOCK.sub(
-        lambda m: f"(({m.group('expr').strip()}) | legacy_text)", source
-    ).strip()
+    return _EXPR_BLOCK.sub(lambda m: f"(({m.group('expr').strip()}) | legacy_text)", source).strip()
 
 
 _FALSY_STRINGS = frozenset({"", "false", "no", "0", "none", "null", "off"})
@@ -218,9 +217,12 @@ def _as_reference(node: nodes.Node) -> Reference | None:
             return Reference(step_id=name, output=None)
         return None
     # steps.X.Y : inner is Getattr(Name(steps), X)
-    if isinstance(inner, nodes.Getattr | nodes.Getitem) and isinstance(inner.node, nodes.Name):
-        if inner.node.name == "steps":
-            step = _attr_name(inner)
-            if step is not None:
-                return Reference(step_id=step, output=name)
+    if (
+        isinstance(inner, nodes.Getattr | nodes.Getitem)
+        and isinstance(inner.node, nodes.Name)
+        and inner.node.name == "steps"
+    ):
+        step = _attr_name(inner)
+        if step is not None:
+            return Reference(step_id=step, output=name)
     return None

@@ -12,7 +12,7 @@ import time
 from typing import Any, ClassVar, Literal
 
 import jsonschema
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from llm_orchestrator.engine.context import StepContext, StepOutput
 from llm_orchestrator.engine.templates import CompiledTemplate
@@ -26,7 +26,7 @@ from llm_orchestrator.exceptions import (
 )
 from llm_orchestrator.providers.base import ChatRequest, ChatResponse, Message
 from llm_orchestrator.steps.base import Services, StepKind
-from llm_orchestrator.workflow.spec import StepSpec
+from llm_orchestrator.workflow.spec import OneOrMany, StepSpec
 
 
 class LLMSpec(StepSpec):
@@ -39,22 +39,17 @@ class LLMSpec(StepSpec):
     system: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
-    stop: list[str] | None = None
+    stop: OneOrMany | None = None
     #: stream tokens to observers (the CLI shows them); the stored output is the full text
     stream: bool = False
     #: JSON Schema the reply must match; the parsed object becomes output[0]
     output_schema: dict[str, Any] | None = None
     #: tried in order when the provider fails or its circuit is open: "provider" or
     #: "provider:model"
-    fallback: list[str] = Field(default_factory=list)
+    fallback: OneOrMany = Field(default_factory=list)
 
     default_outputs: ClassVar[tuple[str, ...]] = ("text", "metadata")
     positional_outputs: ClassVar[int] = 2
-
-    @field_validator("stop", "fallback", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     def template_fields(self) -> dict[str, str]:
         fields = {"prompt": self.prompt}
@@ -107,15 +102,23 @@ class LLMStepKind(StepKind[LLMSpec]):
         )
 
     @classmethod
-    def check(
-        cls, spec: LLMSpec, services: Services
-    ) -> list[tuple[str, str | None, str | None]]:
+    def check(cls, spec: LLMSpec, services: Services) -> list[tuple[str, str | None, str | None]]:
         problems: list[tuple[str, str | None, str | None]] = []
         primary = spec.provider or services.settings.default_provider_name()
         field_name = "provider" if spec.provider else None
         message = services.providers.check(primary)
         if message:
             problems.append((message, field_name, None))
+        config = services.providers.config(primary)
+        if spec.temperature is not None and config is not None and config.type == "anthropic":
+            problems.append(
+                (
+                    f"provider '{primary}' (anthropic) does not accept temperature: the "
+                    "current Messages API rejects it",
+                    "temperature",
+                    "remove `temperature` from this step",
+                )
+            )
         for index, entry in enumerate(spec.fallback):
             name, _model = _split_target(entry)
             message = services.providers.check(name)
@@ -128,8 +131,11 @@ class LLMStepKind(StepKind[LLMSpec]):
                 )
             except jsonschema.SchemaError as exc:
                 problems.append(
-                    (f"output_schema is not a valid JSON Schema: {exc.message}",
-                     "output_schema", "fix the schema (see json-schema.org)")
+                    (
+                        f"output_schema is not a valid JSON Schema: {exc.message}",
+                        "output_schema",
+                        "fix the schema (see json-schema.org)",
+                    )
                 )
         return problems
 

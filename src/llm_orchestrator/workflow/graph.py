@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from jinja2 import TemplateSyntaxError
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
-from jsonpath_ng.ext import parse as parse_jsonpath
+from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
-from llm_orchestrator.engine.templates import ENV, CONTEXT_ROOTS, inspect_template
+from llm_orchestrator.engine.templates import CONTEXT_ROOTS, ENV, inspect_template
 from llm_orchestrator.exceptions import ValidationProblem
 from llm_orchestrator.settings import Limits
 from llm_orchestrator.workflow.loader import Loc, Workflow

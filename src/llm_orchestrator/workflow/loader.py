@@ -286,8 +286,8 @@ def parse_document(
     except ValidationError as exc:
         # a step that is not a mapping was already reported by _parse_step
         out.pydantic_errors(exc, WorkflowHeader, (), None, skip_steps=True)
-        header = WorkflowHeader.model_construct(name=str(data.get("name") or "<unnamed>"))
-    invalid = frozenset(_raw_ids(raw_steps)) - {s.id for s in _valid(steps)}
+        header = WorkflowHeader.model_construct(name=str(data.get("name") or "<unnamed>"), steps=[])
+    invalid = frozenset(_raw_ids(raw_steps)) - _spec_ids(_valid(steps))
     workflow = Workflow(
         header=header,
         steps=tuple(_valid(steps)),
@@ -301,6 +301,15 @@ def parse_document(
 
 def _valid(steps: list[StepSpec | None]) -> list[StepSpec]:
     return [s for s in steps if s is not None]
+
+
+def _spec_ids(steps: list[StepSpec]) -> set[str]:
+    ids: set[str] = set()
+    for step in steps:
+        ids.add(step.id)
+        for nested in step.child_groups().values():
+            ids |= _spec_ids(nested)
+    return ids
 
 
 def _raw_ids(raw: Any) -> list[str]:

@@ -6,13 +6,28 @@ and are looked up by `type:`; this module only holds what every step and workflo
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from llm_orchestrator.settings import CircuitBreakerSettings, ProviderType, RateLimits
 
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+#: a list of strings, where one string alone is accepted too
+OneOrMany = Annotated[
+    list[str],
+    BeforeValidator(lambda value: [value] if isinstance(value, str) else value),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
 
 
 class SpecModel(BaseModel):
@@ -72,11 +87,11 @@ class StepSpec(SpecModel):
     id: str = Field(pattern=STEP_ID_PATTERN)
     type: str
     description: str | None = None
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: OneOrMany = Field(default_factory=list)
     #: expression; when false the step is skipped, and so are the steps that depend on it
     condition: str | None = None
     #: names of the step's outputs; positional (for llm: [text, metadata])
-    output: list[str] = Field(default_factory=list)
+    output: OneOrMany = Field(default_factory=list)
     #: output name -> JSON path into the step's raw result (e.g. "$.metadata.usage")
     output_mapping: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float | None = Field(default=None, gt=0)
@@ -88,16 +103,6 @@ class StepSpec(SpecModel):
     default_outputs: ClassVar[tuple[str, ...]] = ("result",)
     #: how many positional values the kind produces (outputs beyond need output_mapping)
     positional_outputs: ClassVar[int] = 1
-
-    @field_validator("output", mode="before")
-    @classmethod
-    def _single_output(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("depends_on", mode="before")
-    @classmethod
-    def _single_dependency(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     def output_names(self) -> list[str]:
         return list(self.output) if self.output else list(self.default_outputs)
