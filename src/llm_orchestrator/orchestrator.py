@@ -30,6 +30,7 @@ from llm_orchestrator.steps.registry import spec_models, step_kinds
 from llm_orchestrator.workflow.graph import WorkflowGraph, build_graph, flatten_steps
 from llm_orchestrator.workflow.loader import (
     Workflow,
+    field_loc,
     load_workflow_file,
     load_workflow_text,
     parse_document,
@@ -100,7 +101,7 @@ def check_workflow(
     kinds = step_kinds()
     for spec, step_loc, _parent, _group in flatten_steps(workflow.steps, ("steps",), None, None):
         for message, field, fix in kinds[spec.type].check(spec, services):
-            loc = (*step_loc, *(field.split(".") if field else ()))
+            loc = (*step_loc, *field_loc(field or ""))
             problems.append(
                 ValidationProblem(
                     message,

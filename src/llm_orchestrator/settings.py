@@ -71,6 +71,12 @@ class ProviderSettings(_Strict):
     model_path: str | None = None
     #: local provider only: context window
     n_ctx: int = Field(default=2048, ge=256)
+    #: local provider only: "completion" continues the messages as plain text (right for base
+    #: models such as the bundled Gemma 3 270M); "chat" applies the chat template
+    #: `chat_format`. Default: completion for the bundled model, chat for `model_path`.
+    prompt_format: Literal["completion", "chat"] | None = None
+    #: local provider only: llama-cpp chat template used in "chat" mode
+    chat_format: str = "gemma"
 
     def key_env(self) -> str | None:
         return self.api_key_env or DEFAULT_KEY_ENV[self.type]

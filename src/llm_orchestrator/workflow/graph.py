@@ -18,7 +18,7 @@ from jsonpath_ng.ext.parser import parse as parse_jsonpath
 from llm_orchestrator.engine.templates import CONTEXT_ROOTS, ENV, inspect_template
 from llm_orchestrator.exceptions import ValidationProblem
 from llm_orchestrator.settings import Limits
-from llm_orchestrator.workflow.loader import Loc, Workflow
+from llm_orchestrator.workflow.loader import Loc, Workflow, field_loc
 from llm_orchestrator.workflow.spec import StepSpec
 
 _RESERVED_NAMES = CONTEXT_ROOTS | set(ENV.globals)
@@ -339,7 +339,7 @@ def _check_templates(graph: WorkflowGraph, problems: _Problems, limits: Limits) 
             *((f, s, False) for f, s in fields.items()),
             *((f, s, True) for f, s in conditions.items()),
         ]:
-            loc = (*node.loc, *fname.split("."))
+            loc = (*node.loc, *field_loc(fname))
             if fname in ("prompt", "system") and len(source) > limits.max_prompt_chars:
                 problems.add(
                     f"{fname} is {len(source)} characters, over the limit of "

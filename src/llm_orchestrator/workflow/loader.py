@@ -46,6 +46,11 @@ class Workflow:
         return None
 
 
+def field_loc(path: str) -> Loc:
+    """`"inputs.0"` -> `("inputs", 0)`: dotted field paths as line-map locations."""
+    return tuple(int(part) if part.isdigit() else part for part in path.split(".") if part)
+
+
 def _line_map(node: yaml.Node, loc: Loc, out: dict[Loc, int]) -> None:
     out[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
