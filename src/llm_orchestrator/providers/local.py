@@ -79,9 +79,9 @@ class LocalProvider:
         self._n_ctx = settings.n_ctx
         self._bundled = settings.model_path is None
         self._chat_format = settings.chat_format
-        self._completion_mode = (settings.prompt_format or (
-            "completion" if self._bundled else "chat"
-        )) == "completion"
+        self._completion_mode = (
+            settings.prompt_format or ("completion" if self._bundled else "chat")
+        ) == "completion"
         if settings.model_path is None:
             try:
                 self._assembler = importlib.import_module(BUNDLED_MODEL_MODULE)
@@ -198,9 +198,7 @@ class LocalProvider:
                     if stop.is_set():
                         raise _Stopped
                     for choice in chunk["choices"]:
-                        delta = (
-                            choice["delta"].get("content") if prompt is None else choice["text"]
-                        )
+                        delta = choice["delta"].get("content") if prompt is None else choice["text"]
                         if delta:
                             parts.append(delta)
                             emit(delta)

@@ -124,9 +124,7 @@ class ProviderRegistry:
 
     def names(self) -> list[str]:
         """Every instance name this registry knows, sorted."""
-        return sorted(
-            {*BUILTIN_PROVIDERS, *self.settings.providers, *self.extra, *self.instances}
-        )
+        return sorted({*BUILTIN_PROVIDERS, *self.settings.providers, *self.extra, *self.instances})
 
     def config(self, name: str) -> ProviderSettings | None:
         """The settings of an instance: the workflow's, else the config's, else a built-in."""
