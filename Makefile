@@ -36,9 +36,12 @@ test: lint typecheck
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=85
 
 # LangGraph lives only in the benchmark environment
-bench: | $(BIN)/python
+.venv-bench/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip --disable-pip-version-check -q install -e '.[bench]'
+	touch $@
+
+bench: .venv-bench/.installed
 	.venv-bench/bin/python benchmarks/engine_benchmark.py
 
 clean:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llm_orchestrator.exceptions import ConfigurationError
@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     #: default for a run's max_concurrency when the workflow sets none
     max_concurrency: int = Field(default=16, ge=1)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @classmethod
     def settings_customise_sources(
