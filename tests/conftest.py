@@ -60,3 +60,12 @@ async def _fresh_providers() -> AsyncIterator[None]:
     await close_all_providers()
     yield
     await close_all_providers()
+
+
+@pytest.fixture
+def blockbuster() -> Iterator[object]:
+    """Fail the test on any blocking call made inside the event loop."""
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx("llm_orchestrator") as bb:
+        yield bb

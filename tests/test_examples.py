@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from llm_orchestrator import Orchestrator, RunStatus, Settings, StepStatus, load_workflow
+from llm_orchestrator import Orchestrator, RunStatus, Settings, StepStatus
 from tests.support.modules import require_module
 from tests.support.vendor_servers import FakeVendorServer, serve
 
@@ -24,6 +24,9 @@ INPUTS: dict[str, dict[str, Any]] = {
     "structured-extraction": {"text": "Hi, I am Ada (ada@example.org); please write back."},
     "transform-pipeline": {},
 }
+
+# no blocking call from our code may run inside the event loop
+pytestmark = pytest.mark.usefixtures("blockbuster")
 
 
 def answer(body: dict[str, Any]) -> str:
@@ -52,8 +55,7 @@ def vendor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
 async def run_example(name: str, settings: Settings) -> Any:
     orch = Orchestrator(settings)
     try:
-        workflow = load_workflow(EXAMPLES / f"{name}.yaml")
-        return await orch.run(workflow, INPUTS[name])
+        return await orch.run(EXAMPLES / f"{name}.yaml", INPUTS[name])
     finally:
         await orch.aclose()
 

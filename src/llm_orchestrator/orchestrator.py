@@ -240,10 +240,15 @@ class Orchestrator:
         _graph, problems = check_workflow(workflow, self.settings, services)
         return problems
 
-    def plan(self, workflow: Workflow) -> ExecutionPlan:
+    def _cached_plan(self, workflow: Workflow) -> ExecutionPlan | None:
         cached = self._plans.get(id(workflow))
-        if cached is not None and cached[0] is workflow:
-            return cached[1]
+        return cached[1] if cached is not None and cached[0] is workflow else None
+
+    def plan(self, workflow: Workflow) -> ExecutionPlan:
+        """The compiled plan of a workflow (validated; compiled once and cached)."""
+        cached = self._cached_plan(workflow)
+        if cached is not None:
+            return cached
         services = _services_for(workflow, self.settings, self.providers)
         graph, problems = check_workflow(workflow, self.settings, services)
         if graph is None:
@@ -262,8 +267,9 @@ class Orchestrator:
         max_concurrency: int | None = None,
     ) -> RunResult:
         if not isinstance(workflow, Workflow):
-            workflow = self.load(workflow)
-        plan = self.plan(workflow)
+            workflow = await asyncio.to_thread(self.load, workflow)
+        # compiling reads plug-in metadata from disk: keep it off the event loop
+        plan = self._cached_plan(workflow) or await asyncio.to_thread(self.plan, workflow)
         values = dict(inputs or {})
         check_inputs(workflow, values, self.settings)
         return await self.executor.run(

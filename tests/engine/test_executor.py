@@ -20,6 +20,9 @@ from llm_orchestrator import (
 from llm_orchestrator.engine.events import Event
 from tests.support.probe import CALLS
 
+# no blocking call from our code may run inside the event loop
+pytestmark = pytest.mark.usefixtures("blockbuster")
+
 
 def wf(text: str) -> Any:
     return load_workflow("test.yaml", text=text)

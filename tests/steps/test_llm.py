@@ -15,6 +15,9 @@ from llm_orchestrator.engine.events import Event
 from llm_orchestrator.settings import PriceSettings, ProviderSettings
 from tests.support.vendor_servers import FakeVendorServer, Reply, serve
 
+# no blocking call from our code may run inside the event loop
+pytestmark = pytest.mark.usefixtures("blockbuster")
+
 
 @pytest.fixture
 def oa() -> Iterator[FakeVendorServer]:

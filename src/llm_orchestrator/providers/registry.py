@@ -167,6 +167,14 @@ class ProviderRegistry:
         self._resolved[name] = managed
         return managed
 
+    async def aget(self, name: str) -> ManagedProvider:
+        """`get` for use inside the event loop: the first construction (importing the SDK,
+        loading TLS certificates, assembling a model) runs in a worker thread."""
+        found = self._resolved.get(name)
+        if found is not None:
+            return found
+        return await asyncio.to_thread(self.get, name)
+
     def _wrap_supplied(self, name: str, provider: LLMProvider) -> ManagedProvider:
         cfg = self.config(name)
         breaker = cfg.circuit_breaker if cfg is not None else CircuitBreakerSettings()

@@ -170,7 +170,7 @@ class LLMStepKind(StepKind[LLMSpec]):
         failures: list[dict[str, str]],
     ) -> StepOutput:
         spec = self.spec
-        provider = self.services.providers.get(provider_name)
+        provider = await self.services.providers.aget(provider_name)
         request = ChatRequest(
             model=model or provider.default_model,
             messages=tuple(messages),
