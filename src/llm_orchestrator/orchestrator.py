@@ -269,7 +269,9 @@ class Orchestrator:
         if not isinstance(workflow, Workflow):
             workflow = await asyncio.to_thread(self.load, workflow)
         # compiling reads plug-in metadata from disk: keep it off the event loop
-        plan = self._cached_plan(workflow) or await asyncio.to_thread(self.plan, workflow)
+        plan = self._cached_plan(workflow)
+        if plan is None:
+            plan = await asyncio.to_thread(self.plan, workflow)
         values = dict(inputs or {})
         check_inputs(workflow, values, self.settings)
         return await self.executor.run(
