@@ -123,6 +123,7 @@ def _retry_policy(spec: RetrySpec | None) -> RetryPolicy:
         initial_delay=spec.initial_delay_ms / 1000,
         max_delay=spec.max_delay_ms / 1000,
         jitter=spec.jitter,
+        multiplier=spec.multiplier,
     )
 
 

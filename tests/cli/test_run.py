@@ -231,3 +231,14 @@ def test_ctrl_c_records_the_run_as_cancelled(tmp_path: Path, oa: FakeVendorServe
     assert data["steps"]["first"]["status"] == "cancelled"
     assert data["steps"]["second"]["status"] == "skipped"
     assert "Traceback" not in stderr
+
+
+def test_streamed_tokens_show_in_the_progress(tmp_path: Path, oa: FakeVendorServer) -> None:
+    path = write(
+        tmp_path,
+        "name: s\nsteps: [{id: talk, type: llm, stream: true, prompt: one two three}]",
+    )
+    result = runner.invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "… talk: echo: one two three" in result.stderr
+    assert json.loads(result.stdout)["outputs"]["talk"]["text"] == "echo: one two three"

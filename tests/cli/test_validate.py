@@ -215,3 +215,21 @@ def test_console_script_exit_code_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "unknown key 'x'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_undeclared_input_is_reported_when_inputs_are_declared(tmp_path: Path) -> None:
+    result = validate(
+        tmp_path,
+        """name: inputs
+inputs:
+  topic: {type: string}
+steps:
+  - {id: a, type: llm, provider: local, prompt: "{{ inputs.topc }} {{ input['topic'] }}"}
+""",
+    )
+    assert result.exit_code == 2
+    assert "template refers to inputs.topc, but the workflow declares inputs [topic]" in (
+        result.output
+    )
+    assert "did you mean 'topic'?" in result.output
+    assert "input['topic']" not in result.output

@@ -483,3 +483,41 @@ async def test_plugin_action_errors(services: Services, plugins: Any) -> None:
 async def test_builtin_action_wins(services: Services, plugins: Any) -> None:
     assert action_handlers.get_action("log") is action_handlers.BUILTINS["log"]
     assert {"log", "webhook", "open_ticket", "remember"} <= set(action_handlers.action_names())
+
+
+# -- through the executor -----------------------------------------------------------------------
+
+
+async def test_webhook_retried_by_the_run_keeps_one_idempotency_key(
+    server: Server, settings: Settings
+) -> None:
+    from llm_orchestrator import Orchestrator, load_workflow
+
+    server.replies.extend([Reply(status=503, body="busy"), Reply(status=500, body="oops")])
+    workflow = load_workflow(
+        "hook.yaml",
+        text=f"""
+name: hook
+inputs: {{order: {{type: integer}}}}
+steps:
+  - id: notify
+    type: action
+    action: webhook
+    url: "{server.url}/orders"
+    payload: {{order: "{{{{ inputs.order }}}}", note: shipped}}
+    retry: {{max_attempts: 3, initial_delay_ms: 1}}
+""",
+    )
+    orch = Orchestrator(settings)
+    result = await orch.run(workflow, {"order": 42})
+    again = await orch.run(workflow, {"order": 42})
+    await orch.aclose()
+    assert result.ok, result.errors
+    assert len(result.steps["notify"].attempts) == 3
+    keys = [seen.headers["idempotency-key"] for seen in server.requests]
+    assert len(keys) == 4 and len(set(keys[:3])) == 1
+    # a new run is a new side effect: a new key
+    assert keys[3] != keys[0]
+    assert json.loads(server.requests[0].body) == {"order": 42, "note": "shipped"}
+    assert result.outputs["notify"]["result"]["idempotency_key"] == keys[0]
+    assert again.ok

@@ -13,7 +13,7 @@ Backoff = Literal["exponential", "linear", "constant"]
 class RetryPolicy:
     #: total attempts including the first (1 = no retries)
     max_attempts: int = 3
-    #: exponential: initial * 2^(n-1); linear: initial * n; constant: initial
+    #: exponential: initial * multiplier^(n-1); linear: initial * n; constant: initial
     backoff: Backoff = "exponential"
     #: seconds before the second attempt
     initial_delay: float = 0.1
@@ -21,6 +21,8 @@ class RetryPolicy:
     max_delay: float = 30.0
     #: each delay is randomised by up to +-jitter (fraction)
     jitter: float = 0.1
+    #: growth factor of exponential backoff
+    multiplier: float = 2.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -29,11 +31,13 @@ class RetryPolicy:
             raise ValueError("delays must not be negative")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter must be between 0 and 1")
+        if self.multiplier < 1:
+            raise ValueError("multiplier must be at least 1")
 
     def delay(self, failed_attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after attempt number `failed_attempt` (1-based) failed."""
         if self.backoff == "exponential":
-            base = self.initial_delay * (2 ** (failed_attempt - 1))
+            base = self.initial_delay * (self.multiplier ** (failed_attempt - 1))
         elif self.backoff == "linear":
             base = self.initial_delay * failed_attempt
         else:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -68,6 +68,8 @@ class TemplateInfo:
     step_refs: tuple[Reference, ...]
     #: top-level names other than the context roots (declared output names, loop variables)
     names: frozenset[str]
+    #: names read from `inputs.X` / `input.X`
+    input_refs: frozenset[str] = frozenset()
 
 
 class CompiledTemplate:
@@ -163,7 +165,16 @@ def inspect_template(source: str, *, condition: bool = False) -> TemplateInfo:
         for child in node.iter_child_nodes():
             parents[id(child)] = node
     refs: list[Reference] = []
+    inputs: set[str] = set()
     for node in _walk(ast):
+        if (
+            isinstance(node, nodes.Getattr | nodes.Getitem)
+            and isinstance(node.node, nodes.Name)
+            and node.node.name in ("inputs", "input")
+        ):
+            input_name = _attr_name(node)
+            if input_name is not None:
+                inputs.add(input_name)
         ref = _as_reference(node)
         if ref is not None:
             refs.append(ref)
@@ -171,10 +182,10 @@ def inspect_template(source: str, *, condition: bool = False) -> TemplateInfo:
             step = _attr_name(node)
             if step is not None:
                 refs.append(Reference(step_id=step, output=None))
-    from jinja2 import meta
-
     names = frozenset(meta.find_undeclared_variables(ast)) - CONTEXT_ROOTS  # type: ignore[arg-type]
-    return TemplateInfo(step_refs=tuple(dict.fromkeys(refs)), names=names)
+    return TemplateInfo(
+        step_refs=tuple(dict.fromkeys(refs)), names=names, input_refs=frozenset(inputs)
+    )
 
 
 def _walk(node: nodes.Node) -> Iterator[nodes.Node]:

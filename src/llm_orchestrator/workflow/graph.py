@@ -399,6 +399,18 @@ def _check_templates(graph: WorkflowGraph, problems: _Problems, limits: Limits) 
                         fix=_suggest(ref.output, list(outputs))
                         or f"use one of: {', '.join(outputs)}",
                     )
+            declared_inputs = graph.workflow.header.inputs
+            if declared_inputs:  # undeclared inputs are only checked when some are declared
+                for name in sorted(info.input_refs - set(declared_inputs)):
+                    problems.add(
+                        f"template refers to inputs.{name}, but the workflow declares inputs "
+                        f"[{', '.join(declared_inputs)}]",
+                        loc,
+                        step_id=sid,
+                        field=fname,
+                        fix=_suggest(name, list(declared_inputs))
+                        or f"declare '{name}' under `inputs:`",
+                    )
             for name in sorted(info.names - _RESERVED_NAMES):
                 owner = exported.get(name)
                 if owner is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,17 +36,38 @@ class SpecModel(BaseModel):
 
 
 class RetrySpec(SpecModel):
-    """How a step retries retryable errors (rate limits, 5xx, timeouts, connection errors)."""
+    """How a step retries retryable errors (rate limits, 5xx, timeouts, connection errors).
+
+    The names the Rust LLM-Orchestrator's README uses are accepted too: `strategy`,
+    `initial_delay`, `max_delay` (milliseconds), `backoff_multiplier`, `jitter: true`.
+    """
 
     #: total attempts including the first one; 1 disables retries
     max_attempts: int = Field(default=3, ge=1, le=100)
-    backoff: Literal["exponential", "linear", "constant"] = "exponential"
+    backoff: Literal["exponential", "linear", "constant"] = Field(
+        default="exponential", validation_alias=AliasChoices("backoff", "strategy")
+    )
     #: delay before the second attempt
-    initial_delay_ms: int = Field(default=100, ge=0)
+    initial_delay_ms: int = Field(
+        default=100, ge=0, validation_alias=AliasChoices("initial_delay_ms", "initial_delay")
+    )
     #: upper bound of any delay (a provider's Retry-After is honoured up to this bound too)
-    max_delay_ms: int = Field(default=30_000, ge=0)
-    #: randomise each delay by up to this fraction (0.1 = +-10%), to spread retry storms
+    max_delay_ms: int = Field(
+        default=30_000, ge=0, validation_alias=AliasChoices("max_delay_ms", "max_delay")
+    )
+    #: growth factor of exponential backoff
+    multiplier: float = Field(
+        default=2.0, ge=1, validation_alias=AliasChoices("multiplier", "backoff_multiplier")
+    )
+    #: randomise each delay by up to this fraction (0.1 = +-10%; true = 0.1, false = 0)
     jitter: float = Field(default=0.1, ge=0, le=1)
+
+    @field_validator("jitter", mode="before")
+    @classmethod
+    def _jitter_switch(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return 0.1 if value else 0.0
+        return value
 
 
 class InputSpec(SpecModel):
