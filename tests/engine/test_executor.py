@@ -522,3 +522,22 @@ def test_result_serialises_to_json(settings: Settings) -> None:
     assert data["status"] == "completed"
     assert data["steps"]["a"]["attempts"][0]["number"] == 1
     assert yaml.safe_dump(data)
+
+
+async def test_condition_that_cannot_be_evaluated_fails_the_step(settings: Settings) -> None:
+    result = await run(
+        """
+name: bad-condition
+steps:
+  - {id: a, type: probe, value: {x: 1}}
+  - {id: b, type: probe, depends_on: [a], condition: "steps.a.result.missing.deeper > 1"}
+  - {id: c, type: probe, depends_on: [b]}
+""",
+        settings,
+    )
+    assert result.status is RunStatus.FAILED
+    assert result.steps["b"].status is StepStatus.FAILED
+    assert result.errors[0].code == "template_error" and result.errors[0].step_id == "b"
+    assert "condition" in result.errors[0].message
+    assert result.steps["c"].status is StepStatus.SKIPPED
+    assert calls("b") == []

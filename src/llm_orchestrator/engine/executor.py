@@ -121,6 +121,8 @@ class _Run:
         self.skip_marks: set[str] | None = None
         self.resolved = 0
         self.failure: ErrorInfo | None = None
+        #: a fatal failure happened: start nothing more
+        self.aborting = False
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.tg: asyncio.TaskGroup | None = None
 
@@ -135,7 +137,7 @@ class _Run:
             self.finished.set_result(None)
 
     def _pump(self) -> None:
-        if not self.ready or self.running >= self.limit:
+        if not self.ready or self.running >= self.limit or self.aborting:
             return
         tg = self.tg
         assert tg is not None
@@ -205,8 +207,9 @@ class _Run:
         record.error = _error_info(exc, node.id)
         if self.bus.active:
             self.bus.emit(StepFailed(self.run_id, node.id, "failed", str(exc)))
-        if not node.continue_on_error and self.failure is None:
+        if not node.continue_on_error and not self.aborting:
             self.failure = record.error
+            self.aborting = True
             # cancel everything from inside the group: the run is over
             assert self.tg is not None
             self.tg.create_task(self._abort())
@@ -369,8 +372,9 @@ class _Run:
             self._resolved(node.id)
             self._pump()
             return
-        if self.failure is None:
+        if not self.aborting:
             self.failure = info
+            self.aborting = True
         raise _RunAborted from error
 
     # -- the whole run ----------------------------------------------------------------------
