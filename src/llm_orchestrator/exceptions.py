@@ -9,6 +9,12 @@ credential; found before anything runs) and "the run failed" (raised while steps
     ├── CredentialsError                    a provider's API key is not configured
     ├── WorkflowValidationError             one or more ValidationProblem found in a workflow
     ├── InputValidationError                run inputs do not match the workflow's `inputs`
+    ├── StateError                          the state store failed or refused
+    │   ├── SchemaOutOfDateError            the database needs `llm-orchestrator db upgrade`
+    │   ├── StateSerializationError         a value cannot be stored as JSON (names the path)
+    │   ├── RunNotFoundError                no run with that id
+    │   ├── CheckpointNotFoundError         no checkpoint with that id
+    │   └── ResumeRefusedError              the run cannot be resumed (finished, or changed)
     └── ExecutionError                      something failed while a run executed
         ├── StepFailedError                 a step raised; carries the step id
         ├── StepOutputError                 a step's declared output cannot be filled
@@ -112,6 +118,30 @@ class WorkflowValidationError(OrchestratorError):
 
 class InputValidationError(OrchestratorError):
     code = "invalid_input"
+
+
+class StateError(OrchestratorError):
+    code = "state_error"
+
+
+class SchemaOutOfDateError(StateError):
+    code = "schema_out_of_date"
+
+
+class StateSerializationError(StateError):
+    code = "state_serialization"
+
+
+class RunNotFoundError(StateError):
+    code = "run_not_found"
+
+
+class CheckpointNotFoundError(StateError):
+    code = "checkpoint_not_found"
+
+
+class ResumeRefusedError(StateError):
+    code = "resume_refused"
 
 
 class ExecutionError(OrchestratorError):

@@ -10,21 +10,39 @@ from typing import Any
 
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
+from llm_orchestrator.durable import (
+    LeaseKeeper,
+    StoreJournal,
+    changed_steps,
+    finish_run,
+    new_owner_id,
+    restored_from,
+    stored_run,
+    to_stored,
+    workflow_definition,
+)
+from llm_orchestrator.durable import now as utc_now
 from llm_orchestrator.engine.events import Observer
-from llm_orchestrator.engine.executor import Executor
+from llm_orchestrator.engine.executor import Executor, new_run_id
+from llm_orchestrator.engine.journal import Restored
 from llm_orchestrator.engine.plan import ExecutionPlan, OutputPath, PlanNode
-from llm_orchestrator.engine.result import RunResult
+from llm_orchestrator.engine.result import RunResult, StepStatus
 from llm_orchestrator.engine.retry import RetryPolicy
 from llm_orchestrator.engine.templates import CompiledCondition
 from llm_orchestrator.engine.usage import Budget, Price, PriceTable
 from llm_orchestrator.exceptions import (
+    ConfigurationError,
     InputValidationError,
+    ResumeRefusedError,
+    RunNotFoundError,
     ValidationProblem,
     WorkflowValidationError,
 )
 from llm_orchestrator.providers.base import LLMProvider
 from llm_orchestrator.providers.registry import ProviderRegistry, close_all_providers
 from llm_orchestrator.settings import ProviderSettings, Settings, load_settings
+from llm_orchestrator.state.models import RunState, StoredRun
+from llm_orchestrator.state.store import StateStore
 from llm_orchestrator.steps.base import Services
 from llm_orchestrator.steps.registry import spec_models, step_kinds
 from llm_orchestrator.workflow.graph import WorkflowGraph, build_graph, flatten_steps
@@ -34,6 +52,7 @@ from llm_orchestrator.workflow.loader import (
     load_workflow_file,
     load_workflow_text,
     parse_document,
+    parse_workflow,
     read_workflow_file,
 )
 from llm_orchestrator.workflow.spec import RetrySpec
@@ -225,12 +244,19 @@ class Orchestrator:
         *,
         observers: list[Observer] | None = None,
         providers: Mapping[str, LLMProvider] | None = None,
+        store: StateStore | None = None,
     ) -> None:
         """`providers` adds provider objects of your own by instance name (they take
-        precedence over configured instances of the same name)."""
+        precedence over configured instances of the same name). With an opened `store`,
+        every run is durable: see `resume`, `recover`, `replay`, `restore`."""
         self.settings = settings or load_settings()
         self.executor = Executor(observers)
         self.providers = dict(providers or {})
+        self.store = store
+        self.owner = new_owner_id()
+        self._leases = (
+            LeaseKeeper(store, self.owner, self.settings.state.lease_seconds) if store else None
+        )
         self._plans: dict[int, tuple[Workflow, ExecutionPlan, Services]] = {}
 
     def load(self, source: str | Path, *, text: str | None = None) -> Workflow:
@@ -266,17 +292,226 @@ class Orchestrator:
         run_id: str | None = None,
         cancel: asyncio.Event | None = None,
         max_concurrency: int | None = None,
+        user_id: str | None = None,
     ) -> RunResult:
         if not isinstance(workflow, Workflow):
             workflow = await asyncio.to_thread(self.load, workflow)
+        plan = await self._plan_async(workflow)
+        values = dict(inputs or {})
+        check_inputs(workflow, values, self.settings)
+        if self.store is None:
+            return await self.executor.run(
+                plan, values, run_id=run_id, cancel=cancel, max_concurrency=max_concurrency
+            )
+        run_id = run_id or new_run_id()
+        definition = workflow_definition(workflow)
+        await self.store.save_workflow(definition)
+        assert self._leases is not None
+        await self.store.create_run(
+            stored_run(
+                run_id,
+                definition,
+                values,
+                self.owner,
+                self._leases.lease_until(),
+                user_id=user_id,
+            )
+        )
+        return await self._execute(plan, values, run_id, None, cancel, max_concurrency)
+
+    async def _plan_async(self, workflow: Workflow) -> ExecutionPlan:
         # compiling reads plug-in metadata from disk: keep it off the event loop
         plan = self._cached_plan(workflow)
         if plan is None:
             plan = await asyncio.to_thread(self.plan, workflow)
-        values = dict(inputs or {})
-        check_inputs(workflow, values, self.settings)
-        return await self.executor.run(
-            plan, values, run_id=run_id, cancel=cancel, max_concurrency=max_concurrency
+        return plan
+
+    def _require_store(self) -> StateStore:
+        if self.store is None:
+            raise ConfigurationError(
+                "this needs a state store: create the Orchestrator with store=..."
+            )
+        return self.store
+
+    async def _execute(
+        self,
+        plan: ExecutionPlan,
+        inputs: Mapping[str, Any],
+        run_id: str,
+        restored: Restored | None,
+        cancel: asyncio.Event | None,
+        max_concurrency: int | None,
+    ) -> RunResult:
+        store = self._require_store()
+        assert self._leases is not None
+        journal = StoreJournal(store)
+        self._leases.add(run_id)
+        try:
+            result = await self.executor.run(
+                plan,
+                inputs,
+                run_id=run_id,
+                cancel=cancel,
+                max_concurrency=max_concurrency,
+                journal=journal,
+                ledger=journal,
+                restored=restored,
+            )
+        except asyncio.CancelledError:
+            # stopped from outside: record it before letting the cancellation through
+            await asyncio.shield(
+                store.update_run(
+                    run_id,
+                    status=RunState.CANCELLED,
+                    finished_at=utc_now(),
+                    owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            raise
+        finally:
+            self._leases.discard(run_id)
+        await finish_run(store, result)
+        return result
+
+    async def _stored_workflow(self, run: StoredRun) -> Workflow:
+        store = self._require_store()
+        definition = await store.get_workflow(run.workflow_hash)
+        if definition is None:
+            raise ResumeRefusedError(
+                f"run {run.id}: its workflow definition {run.workflow_hash[:12]} is missing"
+            )
+        return parse_workflow(
+            definition.document, spec_models(), source=f"<run {run.id}: {definition.name}>"
+        )
+
+    async def resume(
+        self,
+        run_id: str,
+        workflow: Workflow | None = None,
+        *,
+        cancel: asyncio.Event | None = None,
+        max_concurrency: int | None = None,
+        claimed: bool = False,
+    ) -> RunResult:
+        """Continue a stored run: completed steps are restored, the rest run. A changed
+        `workflow` is accepted when every completed step is unchanged."""
+        store = self._require_store()
+        run = await store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run with id {run_id}")
+        if run.status is RunState.COMPLETED:
+            raise ResumeRefusedError(f"run {run_id} already completed; nothing to resume")
+        if (
+            not claimed
+            and run.status is RunState.RUNNING
+            and run.owner not in (None, self.owner)
+            and run.lease_expires_at is not None
+            and run.lease_expires_at > utc_now()
+        ):
+            raise ResumeRefusedError(
+                f"run {run_id} is running in {run.owner} (lease until "
+                f"{run.lease_expires_at.isoformat()}); cancel it or wait for the lease to lapse"
+            )
+        steps = await store.get_steps(run_id)
+        stored_definition = await self._stored_workflow(run)
+        if workflow is None:
+            workflow = stored_definition
+        else:
+            done = [s.step_id for s in steps if s.status == StepStatus.COMPLETED.value]
+            changed = changed_steps(stored_definition.document, workflow.document, done)
+            if changed:
+                raise ResumeRefusedError(
+                    f"run {run_id}: completed steps changed since the run started: "
+                    f"{', '.join(changed)}; replay from the first of them instead "
+                    f"(llm-orchestrator runs replay {run_id} --from {changed[0]})"
+                )
+            definition = workflow_definition(workflow)
+            await store.save_workflow(definition)
+        plan = await self._plan_async(workflow)
+        assert self._leases is not None
+        await store.update_run(
+            run_id,
+            status=RunState.RUNNING,
+            owner=self.owner,
+            lease_expires_at=self._leases.lease_until(),
+            error=None,
+        )
+        return await self._execute(
+            plan, run.inputs, run_id, restored_from(steps), cancel, max_concurrency
+        )
+
+    async def recover(self, *, limit: int = 1000) -> list[RunResult]:
+        """Resume every interrupted run (owner dead, lease expired), concurrently."""
+        store = self._require_store()
+        claimed = await store.claim_interrupted(
+            self.owner, self.settings.state.lease_seconds, limit
+        )
+        return list(await asyncio.gather(*(self.resume(run.id, claimed=True) for run in claimed)))
+
+    async def replay(self, run_id: str, from_step: str) -> RunResult:
+        """A new run that reuses the outputs upstream of `from_step` and re-executes it and
+        everything downstream."""
+        store = self._require_store()
+        run = await store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run with id {run_id}")
+        workflow = await self._stored_workflow(run)
+        plan = await self._plan_async(workflow)
+        if from_step not in plan.nodes:
+            raise ResumeRefusedError(
+                f"run {run_id}: workflow '{workflow.name}' has no step '{from_step}'"
+            )
+        rerun = _downstream(plan, from_step)
+        keep = {s for s in plan.nodes if s not in rerun}
+        steps = await store.get_steps(run_id)
+        return await self._start_child(run, workflow, plan, restored_from(steps, keep))
+
+    async def restore(self, checkpoint_id: str) -> RunResult:
+        """A new run starting from a checkpoint: the steps completed then are reused."""
+        store = self._require_store()
+        run, steps = await store.load_checkpoint(checkpoint_id)
+        workflow = await self._stored_workflow(run)
+        plan = await self._plan_async(workflow)
+        return await self._start_child(run, workflow, plan, restored_from(steps))
+
+    async def _start_child(
+        self, parent: StoredRun, workflow: Workflow, plan: ExecutionPlan, restored: Restored
+    ) -> RunResult:
+        store = self._require_store()
+        assert self._leases is not None
+        run_id = new_run_id()
+        await store.create_run(
+            stored_run(
+                run_id,
+                workflow_definition(workflow),
+                parent.inputs,
+                self.owner,
+                self._leases.lease_until(),
+                user_id=parent.user_id,
+                parent_run_id=parent.id,
+            )
+        )
+        # the reused steps belong to the new run too
+        for result in restored.completed.values():
+            await store.record_step(to_stored(run_id, result), checkpoint=False)
+        return await self._execute(plan, parent.inputs, run_id, restored, None, None)
+
+    async def cancel_run(self, run_id: str) -> None:
+        """Mark a stored run cancelled (a run of this process is also stopped by the
+        `cancel` event given to `run`)."""
+        store = self._require_store()
+        run = await store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run with id {run_id}")
+        if run.status.finished:
+            raise ResumeRefusedError(f"run {run_id} already ended ({run.status.value})")
+        await store.update_run(
+            run_id,
+            status=RunState.CANCELLED,
+            finished_at=utc_now(),
+            owner=None,
+            lease_expires_at=None,
         )
 
     def run_sync(
@@ -293,9 +528,23 @@ class Orchestrator:
         return asyncio.run(_main())
 
     async def aclose(self) -> None:
+        """Close what this orchestrator opened (not the store: its owner closes it)."""
+        if self._leases is not None:
+            await self._leases.aclose()
         for _workflow, _plan, services in self._plans.values():
             await services.aclose()
         self._plans.clear()
+
+
+def _downstream(plan: ExecutionPlan, start: str) -> set[str]:
+    found = {start}
+    stack = [start]
+    while stack:
+        for dependent in plan.dependents.get(stack.pop(), ()):
+            if dependent not in found:
+                found.add(dependent)
+                stack.append(dependent)
+    return found
 
 
 async def run_workflow(

@@ -102,6 +102,28 @@ class Limits(_Strict):
     max_input_bytes: int = Field(default=1_048_576, ge=1)
 
 
+class StateSettings(_Strict):
+    """Where runs are kept. Default: a SQLite file under `home`."""
+
+    #: SQLAlchemy async URL: sqlite+aiosqlite:///path.db or postgresql+asyncpg://u:p@h/db
+    #: (LLMO_DATABASE_URL); default sqlite under `home`
+    database_url: str | None = None
+    pool_min_size: int = Field(default=5, ge=0)
+    pool_max_size: int = Field(default=20, ge=1)
+    pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    pool_recycle_seconds: float = Field(default=1800.0, gt=0)
+    pool_idle_seconds: float = Field(default=300.0, gt=0)
+    #: SQLite busy timeout
+    busy_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: checkpoints kept per run beyond which older ones are pruned ...
+    checkpoint_keep_last: int = Field(default=10, ge=1)
+    #: ... once they are also older than this
+    checkpoint_max_age_hours: float = Field(default=24.0, gt=0)
+    #: a run's owner renews its lease every lease_seconds / 3; an expired lease means the
+    #: owner died and the run may be recovered
+    lease_seconds: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LLMO_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -116,6 +138,13 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     #: default for a run's max_concurrency when the workflow sets none
     max_concurrency: int = Field(default=16, ge=1)
+    state: StateSettings = Field(default_factory=StateSettings)
+    #: shortcut for state.database_url (LLMO_DATABASE_URL)
+    database_url: str | None = None
+
+    def database(self) -> str:
+        url = self.database_url or self.state.database_url
+        return url or f"sqlite+aiosqlite:///{self.home / 'state.db'}"
 
     @field_validator("home", mode="after")
     @classmethod

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llm_orchestrator.engine.events import EventBus, StepToken
+
+if TYPE_CHECKING:
+    from llm_orchestrator.engine.journal import Ledger
 from llm_orchestrator.engine.usage import ZERO_USAGE, RunAccounting, Usage
 
 
@@ -30,7 +33,7 @@ class StepOutput:
 class StepContext:
     """Per step-attempt view of the run. `vars` is the template render context."""
 
-    __slots__ = ("run_id", "step_id", "attempt", "vars", "accounting", "_bus", "usage")
+    __slots__ = ("run_id", "step_id", "attempt", "vars", "accounting", "_bus", "usage", "ledger")
 
     def __init__(
         self,
@@ -40,6 +43,7 @@ class StepContext:
         vars: Mapping[str, Any],
         accounting: RunAccounting,
         bus: EventBus,
+        ledger: Ledger | None = None,
     ) -> None:
         self.run_id = run_id
         self.step_id = step_id
@@ -49,6 +53,8 @@ class StepContext:
         self._bus = bus
         #: usage recorded by this attempt so far
         self.usage = ZERO_USAGE
+        #: where side-effecting steps record claims and receipts (durable runs only)
+        self.ledger = ledger
 
     def record_usage(self, usage: Usage) -> None:
         """Add a call's usage to the step and the run; raises BudgetExceededError past budget."""

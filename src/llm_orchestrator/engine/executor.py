@@ -30,6 +30,7 @@ from llm_orchestrator.engine.events import (
     StepSkipped,
     StepStarted,
 )
+from llm_orchestrator.engine.journal import Ledger, Restored, RunJournal
 from llm_orchestrator.engine.plan import ExecutionPlan, PlanNode
 from llm_orchestrator.engine.result import (
     AttemptRecord,
@@ -70,7 +71,7 @@ class _NodeRecord:
     """Per-step state of one run; allocates nothing until the step runs (memory per run
     in flight matters when thousands wait on a slow provider)."""
 
-    __slots__ = ("status", "outputs", "error", "attempts", "usage", "info", "skip_reason")
+    __slots__ = ("status", "outputs", "error", "attempts", "usage", "info", "skip_reason", "skips")
 
     def __init__(self) -> None:
         self.status = StepStatus.PENDING
@@ -80,6 +81,7 @@ class _NodeRecord:
         self.usage: Usage = ZERO_USAGE
         self.info: dict[str, Any] = _NOTHING
         self.skip_reason: str | None = None
+        self.skips: tuple[str, ...] = ()
 
     def attempted(self, attempt: AttemptRecord) -> None:
         if self.attempts is None:
@@ -96,8 +98,14 @@ class _Run:
         run_id: str,
         bus: EventBus,
         max_concurrency: int | None,
+        journal: RunJournal | None = None,
+        ledger: Ledger | None = None,
+        restored: Restored | None = None,
     ) -> None:
         self.plan = plan
+        self.journal = journal
+        self.ledger = ledger
+        self.restored = restored
         self.run_id = run_id
         self.bus = bus
         self.limit = max_concurrency or plan.max_concurrency
@@ -129,8 +137,11 @@ class _Run:
     # -- scheduling ------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.restored is not None:
+            self._restore(self.restored)
+        records = self.records
         for node_id in self.plan.order:
-            if self.pending[node_id] == 0:
+            if self.pending[node_id] == 0 and records[node_id].status is StepStatus.PENDING:
                 self._deps_done(node_id)
         self._pump()
         if self.resolved == len(self.records) and not self.finished.done():
@@ -171,7 +182,39 @@ class _Run:
         if self.resolved == len(self.records) and not self.finished.done():
             self.finished.set_result(None)
 
+    def _restore(self, restored: Restored) -> None:
+        """Mark the steps a resumed run already completed, in dependency order, without
+        running them again."""
+        self.accounting.total = restored.usage
+        for node_id in self.plan.order:
+            done = restored.completed.get(node_id)
+            if done is None or done.status is not StepStatus.COMPLETED:
+                continue
+            record = self.records[node_id]
+            record.status = StepStatus.COMPLETED
+            record.outputs = dict(done.outputs)
+            record.attempts = list(done.attempts)
+            record.usage = done.usage
+            record.info = {**done.info, "restored": True}
+            record.skips = done.skips
+            self._publish(self.plan.nodes[node_id], record.outputs, frozenset(done.skips))
+            self._resolved(node_id)
+
+    def _publish(self, node: PlanNode, outputs: dict[str, Any], skips: frozenset[str]) -> None:
+        """Make a completed step's outputs visible to the templates of later steps."""
+        self.step_outputs[node.id] = outputs
+        self.first_outputs[node.id] = next(iter(outputs.values()), None)
+        vars_ = self.vars
+        for name in node.exports:
+            vars_[name] = outputs[name]
+        if skips:
+            if self.skip_marks is None:
+                self.skip_marks = set()
+            self.skip_marks.update(skips)
+
     def _deps_done(self, node_id: str) -> None:
+        if self.records[node_id].status is not StepStatus.PENDING:
+            return  # restored as completed
         node = self.plan.nodes[node_id]
         if self.skip_marks is not None and node_id in self.skip_marks:
             self._skip(node_id, "its branch was not taken")
@@ -232,7 +275,9 @@ class _Run:
                 attempt += 1
                 if bus.active:
                     bus.emit(StepStarted(self.run_id, node.id, node.type, attempt))
-                ctx = StepContext(self.run_id, node.id, attempt, self.vars, self.accounting, bus)
+                ctx = StepContext(
+                    self.run_id, node.id, attempt, self.vars, self.accounting, bus, self.ledger
+                )
                 started_wall = datetime.now(UTC)
                 started = time.perf_counter()
                 error: BaseException | None = None
@@ -250,6 +295,21 @@ class _Run:
                     else:
                         out = await node.runnable.run(ctx)
                     outputs = self._fill_outputs(node, out)
+                    if self.journal is not None:
+                        # committed before any dependent can start
+                        await self.journal.step_finished(
+                            self.run_id,
+                            self._step_result(
+                                node,
+                                record,
+                                outputs,
+                                out,
+                                ctx,
+                                attempt,
+                                started_wall,
+                                time.perf_counter() - started,
+                            ),
+                        )
                 except asyncio.CancelledError:
                     record.attempted(
                         AttemptRecord(
@@ -299,6 +359,29 @@ class _Run:
             assert self.group_running is not None
             self.group_running[node.group] -= 1
 
+    def _step_result(
+        self,
+        node: PlanNode,
+        record: _NodeRecord,
+        outputs: dict[str, Any],
+        out: StepOutput,
+        ctx: StepContext,
+        attempt: int,
+        started_wall: datetime,
+        duration: float,
+    ) -> StepResult:
+        """The completed step as the journal stores it (this attempt included)."""
+        return StepResult(
+            step_id=node.id,
+            type=node.type,
+            status=StepStatus.COMPLETED,
+            outputs=outputs,
+            attempts=(*(record.attempts or ()), AttemptRecord(attempt, started_wall, duration)),
+            usage=record.usage + ctx.usage,
+            info=dict(out.info),
+            skips=tuple(sorted(out.skip)),
+        )
+
     def _fill_outputs(self, node: PlanNode, out: StepOutput) -> dict[str, Any]:
         values = out.values
         outputs: dict[str, Any] = {}
@@ -344,16 +427,9 @@ class _Run:
         record.outputs = outputs
         if out.info:
             record.info = dict(out.info)
-        self.step_outputs[node.id] = outputs
-        first = next(iter(outputs.values()), None)
-        self.first_outputs[node.id] = first
-        vars_ = self.vars
-        for name in node.exports:
-            vars_[name] = outputs[name]
         if out.skip:
-            if self.skip_marks is None:
-                self.skip_marks = set()
-            self.skip_marks.update(out.skip)
+            record.skips = tuple(sorted(out.skip))
+        self._publish(node, outputs, out.skip)
         if self.bus.active:
             self.bus.emit(StepCompleted(self.run_id, node.id, duration, outputs))
         self._resolved(node.id)
@@ -443,6 +519,7 @@ class _Run:
                 usage=r.usage,
                 info=r.info if r.info is not _NOTHING else {},
                 skip_reason=r.skip_reason,
+                skips=r.skips,
             )
             for node_id, r in self.records.items()
         }
@@ -495,9 +572,23 @@ class Executor:
         run_id: str | None = None,
         cancel: asyncio.Event | None = None,
         max_concurrency: int | None = None,
+        journal: RunJournal | None = None,
+        ledger: Ledger | None = None,
+        restored: Restored | None = None,
     ) -> RunResult:
+        """Run a plan. With `journal`, every completed step is persisted before its
+        dependents start; with `restored`, the steps it lists are not run again."""
         values = inputs or {}
         if plan.input_defaults:
             values = {**plan.input_defaults, **values}
-        run = _Run(plan, values, run_id or new_run_id(), self.bus, max_concurrency)
+        run = _Run(
+            plan,
+            values,
+            run_id or new_run_id(),
+            self.bus,
+            max_concurrency,
+            journal,
+            ledger,
+            restored,
+        )
         return await run.execute(cancel)

@@ -65,6 +65,8 @@ class StepResult:
     usage: Usage = ZERO_USAGE
     info: dict[str, Any] = field(default_factory=dict)
     skip_reason: str | None = None
+    #: step ids this step told the scheduler to skip (a branch's untaken side)
+    skips: tuple[str, ...] = ()
 
     @property
     def duration_seconds(self) -> float:

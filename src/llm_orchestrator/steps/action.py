@@ -140,6 +140,16 @@ class ActionStepKind(StepKind[ActionSpec]):
             idempotency_key=key,
             http=self.services.http,
         )
+        ledger = ctx.ledger if self.handler.side_effects else None
+        if ledger is not None:
+            # durable runs: a claim before acting, a receipt after; an action whose receipt
+            # exists already ran (before a crash) and is not run again
+            earlier = await ledger.claim(ctx.run_id, ctx.step_id, key)
+            if earlier is not None:
+                return StepOutput(
+                    values=(earlier.get("result"),),
+                    info={"idempotency_key": key, "from_receipt": True},
+                )
         try:
             result = await self.handler.run(params, action_ctx)
         except OrchestratorError:
@@ -150,6 +160,8 @@ class ActionStepKind(StepKind[ActionSpec]):
                 f"{type(exc).__name__}: {exc}",
                 step_id=self.spec.id,
             ) from exc
+        if ledger is not None:
+            await ledger.receipt(ctx.run_id, ctx.step_id, key, {"result": result})
         return StepOutput(values=(result,), info={"idempotency_key": key})
 
 
