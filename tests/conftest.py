@@ -13,6 +13,9 @@ from tests.support import probe
 
 probe.install()
 
+# real PostgreSQL and Redis servers, started once per session when a test asks for them
+pytest_plugins = ["tests.support.postgres", "tests.support.redis"]
+
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:

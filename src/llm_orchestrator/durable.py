@@ -224,8 +224,6 @@ async def finish_run(store: StateStore, result: RunResult) -> None:
         error=error,
         finished_at=result.finished_at,
         usage=(result.usage.input_tokens, result.usage.output_tokens, result.usage.cost_usd),
-        owner=None,
-        lease_expires_at=None,
     )
 
 

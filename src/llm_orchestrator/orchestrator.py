@@ -360,13 +360,7 @@ class Orchestrator:
         except asyncio.CancelledError:
             # stopped from outside: record it before letting the cancellation through
             await asyncio.shield(
-                store.update_run(
-                    run_id,
-                    status=RunState.CANCELLED,
-                    finished_at=utc_now(),
-                    owner=None,
-                    lease_expires_at=None,
-                )
+                store.update_run(run_id, status=RunState.CANCELLED, finished_at=utc_now())
             )
             raise
         finally:
@@ -435,7 +429,6 @@ class Orchestrator:
             status=RunState.RUNNING,
             owner=self.owner,
             lease_expires_at=self._leases.lease_until(),
-            error=None,
         )
         return await self._execute(
             plan, run.inputs, run_id, restored_from(steps), cancel, max_concurrency
@@ -506,13 +499,7 @@ class Orchestrator:
             raise RunNotFoundError(f"no run with id {run_id}")
         if run.status.finished:
             raise ResumeRefusedError(f"run {run_id} already ended ({run.status.value})")
-        await store.update_run(
-            run_id,
-            status=RunState.CANCELLED,
-            finished_at=utc_now(),
-            owner=None,
-            lease_expires_at=None,
-        )
+        await store.update_run(run_id, status=RunState.CANCELLED, finished_at=utc_now())
 
     def run_sync(
         self, workflow: Workflow | str | Path, inputs: Mapping[str, Any] | None = None

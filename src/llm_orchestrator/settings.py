@@ -122,6 +122,18 @@ class StateSettings(_Strict):
     #: a run's owner renews its lease every lease_seconds / 3; an expired lease means the
     #: owner died and the run may be recovered
     lease_seconds: float = Field(default=30.0, gt=0)
+    #: `llm-orchestrator run` first resumes interrupted runs
+    recover_on_start: bool = False
+    #: Fernet keys encrypting outputs, run inputs and checkpoints at rest
+    #: (LLMO_STATE__ENCRYPTION_KEYS, a JSON list): the first encrypts, every one decrypts, so
+    #: a new key goes first and old ones stay until no data uses them. Empty: no encryption.
+    #: See also the shortcut LLMO_ENCRYPTION_KEY.
+    encryption_keys: list[SecretStr] = Field(default_factory=list)
+    #: redis://[:password@]host:port/db caching the state of active runs
+    #: (LLMO_STATE__REDIS_URL, or the shortcut LLMO_REDIS_URL); unset: no cache
+    redis_url: str | None = None
+    #: how long a cached entry of an active run lives in Redis
+    redis_ttl_seconds: float = Field(default=300.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -141,10 +153,28 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     #: shortcut for state.database_url (LLMO_DATABASE_URL)
     database_url: str | None = None
+    #: shortcut for state.encryption_keys (LLMO_ENCRYPTION_KEY): one Fernet key, or several
+    #: comma-separated, the first being the current one; they come before state's keys
+    encryption_key: SecretStr | None = None
+    #: shortcut for state.redis_url (LLMO_REDIS_URL)
+    redis_url: str | None = None
 
     def database(self) -> str:
         url = self.database_url or self.state.database_url
         return url or f"sqlite+aiosqlite:///{self.home / 'state.db'}"
+
+    def encryption_keys(self) -> list[str]:
+        """Every configured encryption key, current first: LLMO_ENCRYPTION_KEY's, then
+        state.encryption_keys (duplicates dropped). Secret: never log the result."""
+        keys: list[str] = []
+        if self.encryption_key is not None:
+            keys.extend(self.encryption_key.get_secret_value().split(","))
+        keys.extend(key.get_secret_value() for key in self.state.encryption_keys)
+        return list(dict.fromkeys(key.strip() for key in keys if key.strip()))
+
+    def redis(self) -> str | None:
+        """The Redis URL caching active runs (LLMO_REDIS_URL, else state.redis_url), if any."""
+        return self.redis_url or self.state.redis_url
 
     @field_validator("home", mode="after")
     @classmethod

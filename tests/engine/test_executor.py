@@ -541,3 +541,33 @@ steps:
     assert "condition" in result.errors[0].message
     assert result.steps["c"].status is StepStatus.SKIPPED
     assert calls("b") == []
+
+
+async def test_restored_steps_are_not_run_again(settings: Settings) -> None:
+    from llm_orchestrator.engine.executor import Executor
+    from llm_orchestrator.engine.journal import Restored
+    from llm_orchestrator.engine.result import StepResult
+
+    orch = Orchestrator(settings)
+    plan = orch.plan(
+        wf(
+            """
+name: restore
+steps:
+  - {id: a, type: probe, value: 1}
+  - {id: b, type: probe, depends_on: [a], value: "{{ steps.a.result + 1 }}"}
+  - {id: c, type: probe, depends_on: [b], value: "{{ steps.b.result + 1 }}"}
+  - {id: d, type: probe, depends_on: [a], value: "{{ steps.a.result * 10 }}"}
+"""
+        )
+    )
+    done = {
+        sid: StepResult(sid, "probe", StepStatus.COMPLETED, outputs={"result": value})
+        for sid, value in (("a", 5), ("b", 6))
+    }
+    result = await Executor().run(plan, {}, restored=Restored(completed=done))
+    await orch.aclose()
+    assert result.ok, result.errors
+    assert sorted(c.step_id for c in CALLS) == ["c", "d"]
+    assert result.outputs["c"] == {"result": 7} and result.outputs["d"] == {"result": 50}
+    assert result.steps["a"].info["restored"] is True

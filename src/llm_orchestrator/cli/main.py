@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -20,7 +20,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llm_orchestrator.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    CliState,
+    err,
+    fail,
+    settings_from_cli,
+)
 from llm_orchestrator.cli.display import ProgressPrinter
+from llm_orchestrator.cli.runs import db_app, recover_command, runs_app
+from llm_orchestrator.engine.events import Observer
 from llm_orchestrator.engine.result import RunResult, RunStatus
 from llm_orchestrator.exceptions import OrchestratorError, WorkflowValidationError
 from llm_orchestrator.orchestrator import (
@@ -30,7 +41,8 @@ from llm_orchestrator.orchestrator import (
     validate_file,
 )
 from llm_orchestrator.providers.registry import close_all_providers
-from llm_orchestrator.settings import DEFAULT_MODELS, Settings, load_settings
+from llm_orchestrator.settings import DEFAULT_MODELS, Settings
+from llm_orchestrator.state import open_store
 from llm_orchestrator.steps.registry import spec_models
 from llm_orchestrator.workflow.graph import build_graph
 from llm_orchestrator.workflow.loader import Workflow
@@ -43,12 +55,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_CANCELLED = 130
 
 ConfigOption = Annotated[
     Path | None,
@@ -56,25 +63,14 @@ ConfigOption = Annotated[
 ]
 
 
-class _State:
-    config: Path | None = None
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings(_State.config)
-    except OrchestratorError as exc:
-        _fail(str(exc))
-
-
-def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    err.print(f"[red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
-
-
 @app.callback()
 def _main(config: ConfigOption = None) -> None:
-    _State.config = config
+    CliState.config = config
+
+
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
+app.command("recover")(recover_command)
 
 
 def _print_problems(exc: WorkflowValidationError) -> None:
@@ -87,7 +83,7 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="Workflow files (YAML or JSON).")],
 ) -> None:
     """Check workflow files and report every problem with its file, line and fix."""
-    settings = _settings()
+    settings = settings_from_cli()
     invalid = 0
     for path in files:
         problems = validate_file(path, settings)
@@ -113,14 +109,14 @@ def _parse_inputs(workflow: Workflow, pairs: list[str], input_file: Path | None)
         try:
             loaded = yaml.safe_load(input_file.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
-            _fail(f"--input-file {input_file}: {exc}")
+            fail(f"--input-file {input_file}: {exc}")
         if not isinstance(loaded, dict):
-            _fail(f"--input-file {input_file}: must hold a mapping of input names to values")
+            fail(f"--input-file {input_file}: must hold a mapping of input names to values")
         values.update(loaded)
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name:
-            _fail(f"--input {pair!r}: write it as name=value")
+            fail(f"--input {pair!r}: write it as name=value")
         declared = workflow.header.inputs.get(name)
         if declared is not None and declared.type == "string":
             values[name] = raw
@@ -133,8 +129,15 @@ def _parse_inputs(workflow: Workflow, pairs: list[str], input_file: Path | None)
 
 
 async def _run_with_ctrl_c(
-    orch: Orchestrator, workflow: Workflow, inputs: dict[str, Any], max_concurrency: int | None
+    settings: Settings,
+    observers: list[Observer],
+    workflow: Workflow,
+    inputs: dict[str, Any],
+    max_concurrency: int | None,
 ) -> RunResult:
+    """A durable run (state in the configured database) that Ctrl-C stops cleanly."""
+    store = await open_store(settings)
+    orch = Orchestrator(settings, observers=observers, store=store)
     cancel = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -145,11 +148,15 @@ async def _run_with_ctrl_c(
 
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     try:
+        if settings.state.recover_on_start:
+            for recovered in await orch.recover():
+                err.print(f"recovered run {recovered.run_id}: {recovered.status.value}")
         return await orch.run(workflow, inputs, cancel=cancel, max_concurrency=max_concurrency)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         await orch.aclose()
         await close_all_providers()
+        await store.close()
 
 
 @app.command()
@@ -174,25 +181,26 @@ def run(
 ) -> None:
     """Run a workflow: progress on stderr, the result on stdout."""
     if output not in ("json", "text"):
-        _fail(f"--output must be json or text, not {output!r}")
-    settings = _settings()
+        fail(f"--output must be json or text, not {output!r}")
+    settings = settings_from_cli()
     try:
         workflow = load_workflow(file)
         graph, problems = check_workflow(workflow, settings)
         if problems:
             raise WorkflowValidationError(problems)
         inputs = _parse_inputs(workflow, input or [], input_file)
-        observers = [] if quiet or dry_run else [ProgressPrinter(err)]
-        orch = Orchestrator(settings, observers=list(observers))
         if dry_run:
-            _print_plan(orch, workflow, output)
+            _print_plan(Orchestrator(settings), workflow, output)
             return
-        result = asyncio.run(_run_with_ctrl_c(orch, workflow, inputs, max_concurrency))
+        observers: list[Observer] = [] if quiet else [ProgressPrinter(err)]
+        result = asyncio.run(
+            _run_with_ctrl_c(settings, observers, workflow, inputs, max_concurrency)
+        )
     except WorkflowValidationError as exc:
         _print_problems(exc)
         raise typer.Exit(EXIT_INVALID) from None
     except OrchestratorError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if output == "json":
         out.print_json(json.dumps(result.to_dict(), default=str, ensure_ascii=False))
     else:
@@ -251,7 +259,7 @@ def schema() -> None:
 @app.command()
 def providers() -> None:
     """List provider instances, their default models and whether credentials were found."""
-    settings = _settings()
+    settings = settings_from_cli()
     table = Table(title="providers")
     for column in ("name", "type", "default model", "credentials", "package", "default"):
         table.add_column(column)
@@ -300,10 +308,10 @@ def graph(
 ) -> None:
     """Print the workflow's DAG as Mermaid or Graphviz dot."""
     if format not in ("mermaid", "dot"):
-        _fail(f"--format must be mermaid or dot, not {format!r}")
+        fail(f"--format must be mermaid or dot, not {format!r}")
     try:
         workflow = load_workflow(file)
-        built, problems = build_graph(workflow, _settings().limits)
+        built, problems = build_graph(workflow, settings_from_cli().limits)
         if built is None:
             raise WorkflowValidationError(problems)
     except WorkflowValidationError as exc:

@@ -140,8 +140,15 @@ class _Run:
         if self.restored is not None:
             self._restore(self.restored)
         records = self.records
+        nodes = self.plan.nodes
         for node_id in self.plan.order:
-            if self.pending[node_id] == 0 and records[node_id].status is StepStatus.PENDING:
+            node = nodes[node_id]
+            # roots only: restoring already readied the dependents of restored steps
+            if (
+                not node.deps
+                and not node.soft_deps
+                and records[node_id].status is (StepStatus.PENDING)
+            ):
                 self._deps_done(node_id)
         self._pump()
         if self.resolved == len(self.records) and not self.finished.done():
@@ -186,10 +193,17 @@ class _Run:
         """Mark the steps a resumed run already completed, in dependency order, without
         running them again."""
         self.accounting.total = restored.usage
-        for node_id in self.plan.order:
-            done = restored.completed.get(node_id)
-            if done is None or done.status is not StepStatus.COMPLETED:
-                continue
+        done_ids = [
+            node_id
+            for node_id in self.plan.order
+            if (done := restored.completed.get(node_id)) is not None
+            and done.status is StepStatus.COMPLETED
+        ]
+        # mark them all first: resolving one must not make a restored dependent "ready"
+        for node_id in done_ids:
+            self.records[node_id].status = StepStatus.COMPLETED
+        for node_id in done_ids:
+            done = restored.completed[node_id]
             record = self.records[node_id]
             record.status = StepStatus.COMPLETED
             record.outputs = dict(done.outputs)

@@ -56,7 +56,9 @@ class StateStore(Protocol):
         owner: str | None = None,
         lease_expires_at: datetime | None = None,
     ) -> None:
-        """Change only the given fields. Raises RunNotFoundError."""
+        """Change only the given fields (None leaves a field as it is). A finished `status`
+        also clears `owner` and `lease_expires_at`; `status=running` clears `error`.
+        Raises RunNotFoundError."""
 
     async def get_run(self, run_id: str) -> StoredRun | None: ...
 
