@@ -59,6 +59,7 @@ async def run(services: Services, s: ActionSpec, attempt: int = 1, run_id: str =
 
 # -- loopback server --------------------------------------------------------------------------
 
+
 @pytest.fixture
 def server() -> Iterator[Server]:
     with Server() as srv:
