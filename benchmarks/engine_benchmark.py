@@ -133,9 +133,12 @@ async def _memory_per_workflow(run_one: Callable[[int], Awaitable[Any]], count: 
 # -- ours ----------------------------------------------------------------------------------
 
 
-def _ours(text: str, latency: float) -> tuple[Orchestrator, Callable[[int], Awaitable[Any]]]:
-    settings = Settings(home=Path("/tmp/llmo-bench-home"))
-    orch = Orchestrator(settings, providers={"instant": InstantProvider(latency)})
+def _ours(
+    text: str, latency: float, store: Any = None, settings: Settings | None = None
+) -> tuple[Orchestrator, Callable[[int], Awaitable[Any]]]:
+    """Our version of a workload; with a store, every run is durable."""
+    settings = settings or Settings(home=Path("/tmp/llmo-bench-home"))
+    orch = Orchestrator(settings, providers={"instant": InstantProvider(latency)}, store=store)
     workflow = load_workflow("bench.yaml", text=text)
     orch.plan(workflow)
 
@@ -151,7 +154,10 @@ def _ours(text: str, latency: float) -> tuple[Orchestrator, Callable[[int], Awai
 # -- LangGraph -----------------------------------------------------------------------------
 
 
-def _langgraph(kind: str, latency: float) -> Callable[[int], Awaitable[Any]] | None:
+def _langgraph(
+    kind: str, latency: float, checkpointer: Any = None
+) -> Callable[[int], Awaitable[Any]] | None:
+    """LangGraph's version of a workload; with a checkpointer, a checkpoint per step."""
     try:
         from langgraph.graph import END, START, StateGraph
     except ImportError:
@@ -191,7 +197,7 @@ def _langgraph(kind: str, latency: float) -> Callable[[int], Awaitable[Any]] | N
         chain.add_edge("s1", "s2")
         chain.add_edge("s2", "s3")
         chain.add_edge("s3", END)
-        graph = chain.compile()
+        graph = chain.compile(checkpointer=checkpointer)
     else:
 
         class DiamondState(TypedDict, total=False):
@@ -222,10 +228,15 @@ def _langgraph(kind: str, latency: float) -> Callable[[int], Awaitable[Any]] | N
         diamond.add_node("join", join)
         diamond.add_edge([f"p{i}" for i in range(8)], "join")
         diamond.add_edge("join", END)
-        graph = diamond.compile()
+        graph = diamond.compile(checkpointer=checkpointer)
+
+    runs = 0
 
     async def run_one(i: int) -> Any:
-        return await graph.ainvoke({"text": f"document number {i}"})
+        nonlocal runs
+        runs += 1  # every invocation is a new thread (a new durable run)
+        config = {"configurable": {"thread_id": f"run-{runs}"}}
+        return await graph.ainvoke({"text": f"document number {i}"}, config)
 
     return run_one
 

@@ -41,7 +41,7 @@ from llm_orchestrator.exceptions import (
 from llm_orchestrator.providers.base import LLMProvider
 from llm_orchestrator.providers.registry import ProviderRegistry, close_all_providers
 from llm_orchestrator.settings import ProviderSettings, Settings, load_settings
-from llm_orchestrator.state.models import RunState, StoredRun
+from llm_orchestrator.state.models import RunState, StoredRun, WorkflowDefinition
 from llm_orchestrator.state.store import StateStore
 from llm_orchestrator.steps.base import Services
 from llm_orchestrator.steps.registry import spec_models, step_kinds
@@ -258,6 +258,8 @@ class Orchestrator:
             LeaseKeeper(store, self.owner, self.settings.state.lease_seconds) if store else None
         )
         self._plans: dict[int, tuple[Workflow, ExecutionPlan, Services]] = {}
+        self._definitions: dict[int, tuple[Workflow, WorkflowDefinition]] = {}
+        self._stored_workflows: dict[str, Workflow] = {}
 
     def load(self, source: str | Path, *, text: str | None = None) -> Workflow:
         return load_workflow(source, text=text)
@@ -304,8 +306,7 @@ class Orchestrator:
                 plan, values, run_id=run_id, cancel=cancel, max_concurrency=max_concurrency
             )
         run_id = run_id or new_run_id()
-        definition = workflow_definition(workflow)
-        await self.store.save_workflow(definition)
+        definition = await self._saved_definition(workflow)
         assert self._leases is not None
         await self.store.create_run(
             stored_run(
@@ -318,6 +319,16 @@ class Orchestrator:
             )
         )
         return await self._execute(plan, values, run_id, None, cancel, max_concurrency)
+
+    async def _saved_definition(self, workflow: Workflow) -> WorkflowDefinition:
+        """The workflow's stored definition, hashed and saved once per workflow object."""
+        known = self._definitions.get(id(workflow))
+        if known is not None and known[0] is workflow:
+            return known[1]
+        definition = workflow_definition(workflow)
+        await self._require_store().save_workflow(definition)
+        self._definitions[id(workflow)] = (workflow, definition)
+        return definition
 
     async def _plan_async(self, workflow: Workflow) -> ExecutionPlan:
         # compiling reads plug-in metadata from disk: keep it off the event loop
@@ -369,15 +380,23 @@ class Orchestrator:
         return result
 
     async def _stored_workflow(self, run: StoredRun) -> Workflow:
+        """The exact definition the run started with (parsed once per hash, so recovering
+        many runs of one workflow compiles its plan once)."""
+        parsed = self._stored_workflows.get(run.workflow_hash)
+        if parsed is not None:
+            return parsed
         store = self._require_store()
         definition = await store.get_workflow(run.workflow_hash)
         if definition is None:
             raise ResumeRefusedError(
                 f"run {run.id}: its workflow definition {run.workflow_hash[:12]} is missing"
             )
-        return parse_workflow(
-            definition.document, spec_models(), source=f"<run {run.id}: {definition.name}>"
+        parsed = parse_workflow(
+            definition.document, spec_models(), source=f"<stored workflow {definition.name}>"
         )
+        self._stored_workflows[run.workflow_hash] = parsed
+        self._definitions[id(parsed)] = (parsed, definition)
+        return parsed
 
     async def resume(
         self,
@@ -420,8 +439,7 @@ class Orchestrator:
                     f"{', '.join(changed)}; replay from the first of them instead "
                     f"(llm-orchestrator runs replay {run_id} --from {changed[0]})"
                 )
-            definition = workflow_definition(workflow)
-            await store.save_workflow(definition)
+            await self._saved_definition(workflow)
         plan = await self._plan_async(workflow)
         assert self._leases is not None
         await store.update_run(
@@ -477,7 +495,7 @@ class Orchestrator:
         await store.create_run(
             stored_run(
                 run_id,
-                workflow_definition(workflow),
+                await self._saved_definition(workflow),
                 parent.inputs,
                 self.owner,
                 self._leases.lease_until(),

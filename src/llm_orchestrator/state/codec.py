@@ -187,8 +187,25 @@ def _canonical(value: object, where: str, *, outputs: bool = False) -> bytes:
         raise StateSerializationError(f"{where}: text cannot be stored as UTF-8: {exc}") from exc
 
 
+def _fast_raw(value: object) -> bytes | None:
+    """Canonical JSON bytes when `value` survives a JSON round trip unchanged (the common
+    case, checked at C speed); None sends the caller to the walk that names the problem."""
+    try:
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        if json.loads(text) != value:  # int keys, tuples: not stored exactly
+            return None
+        return text.encode("utf-8")
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        return None
+
+
 def dumps(value: object, where: str) -> str:
     """Validated canonical JSON text (sorted keys, no spaces)."""
+    raw = _fast_raw(value)
+    if raw is not None:
+        return raw.decode("utf-8")
     check_json(value, where)
     return _canonical(value, where).decode("utf-8")
 
@@ -223,11 +240,13 @@ class BlobCodec:
 
     def seal(self, value: object, where: str, *, outputs: bool = False) -> Sealed:
         """Validate and encode `value`; `outputs=True` names the output in errors."""
-        if outputs:
-            _check_outputs(value, where, strings=False)
-        else:
-            check_json(value, where)
-        raw = _canonical(value, where, outputs=outputs)
+        raw = _fast_raw(value)
+        if raw is None:
+            if outputs:
+                _check_outputs(value, where, strings=False)
+            else:
+                check_json(value, where)
+            raw = _canonical(value, where, outputs=outputs)
         data = self.cipher.encrypt(zlib.compress(raw, self.level))
         return Sealed(data=data, hash=self.content_hash(raw), size=len(data))
 
