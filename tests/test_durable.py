@@ -173,3 +173,56 @@ async def test_unstorable_output_fails_at_write_time(orch: Orchestrator) -> None
     error = result.errors[0]
     assert error.code == "state_serialization" and error.step_id == "odd"
     assert "odd" in error.message
+
+
+async def test_leases_are_renewed_and_old_checkpoints_pruned(
+    settings: Settings, store: SQLStateStore
+) -> None:
+    from llm_orchestrator.durable import LeaseKeeper
+
+    settings.state.lease_seconds = 0.3
+    settings.state.checkpoint_keep_last = 1
+    settings.state.checkpoint_max_age_hours = 1e-9
+    orch = Orchestrator(settings, store=store)
+    assert orch._leases is not None
+    orch._leases.prune_interval = 0.0
+    slow = load_workflow(
+        "slow.yaml",
+        text="name: slow\nsteps:\n  - {id: a, type: probe}\n"
+        "  - {id: b, type: probe, depends_on: [a]}\n"
+        "  - {id: c, type: probe, sleep: 0.5, depends_on: [b]}\n",
+    )
+    import asyncio
+
+    task = asyncio.create_task(orch.run(slow, run_id="lease-run"))
+    await asyncio.sleep(0.1)
+    before = await store.get_run("lease-run")
+    await asyncio.sleep(0.3)
+    after = await store.get_run("lease-run")
+    result = await task
+    await orch.aclose()
+    assert result.ok
+    assert before is not None and after is not None
+    assert before.lease_expires_at is not None and after.lease_expires_at is not None
+    # renewed while c slept: the lease moved forward
+    assert after.lease_expires_at > before.lease_expires_at
+    # and the background upkeep pruned the expired checkpoints down to the last one or two
+    assert len(await store.list_checkpoints(result.run_id)) <= 2
+    keeper = LeaseKeeper(store, "me", settings.state)
+    assert await keeper.prune() >= 0
+    assert len(await store.list_checkpoints(result.run_id)) == 1
+
+
+async def test_a_thousand_concurrent_durable_runs_on_sqlite(
+    orch: Orchestrator, store: SQLStateStore
+) -> None:
+    import asyncio
+
+    workflow = chain()
+    results = await asyncio.gather(*(orch.run(workflow, {"n": n}) for n in range(1000)))
+    assert all(r.ok for r in results), [r.errors for r in results if not r.ok][:1]
+    stored = await store.list_runs(status=RunState.COMPLETED, limit=5000)
+    assert len(stored) == 1000
+    sample = results[123]
+    steps = {s.step_id: s for s in await store.get_steps(sample.run_id)}
+    assert steps["s4"].outputs == {"result": f"{(123 + 1) * 10 + 5}!"}

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from llm_orchestrator.engine.result import (
 )
 from llm_orchestrator.engine.usage import Usage
 from llm_orchestrator.exceptions import StateError
+from llm_orchestrator.settings import StateSettings
 from llm_orchestrator.state.models import (
     RunState,
     StoredRun,
@@ -228,14 +230,25 @@ async def finish_run(store: StateStore, result: RunResult) -> None:
 
 
 class LeaseKeeper:
-    """Renews the leases of this process's active runs every `lease_seconds / 3`."""
+    """Background upkeep while this process has runs in flight: renews their leases every
+    `lease_seconds / 3`, and prunes expired checkpoints every `prune_interval` seconds."""
 
-    def __init__(self, store: StateStore, owner: str, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        owner: str,
+        settings: StateSettings,
+        *,
+        prune_interval: float = 600.0,
+    ) -> None:
         self.store = store
         self.owner = owner
-        self.lease_seconds = lease_seconds
+        self.settings = settings
+        self.lease_seconds = settings.lease_seconds
+        self.prune_interval = prune_interval
         self.active: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._last_prune = time.monotonic()
 
     def lease_until(self) -> datetime:
         return now() + timedelta(seconds=self.lease_seconds)
@@ -260,6 +273,20 @@ class LeaseKeeper:
                 # the run goes on; if the store stays unreachable the lease lapses and
                 # another process may take the run over (at-least-once for in-flight steps)
                 logger.exception("lease renewal failed for %d runs", len(self.active))
+            if time.monotonic() - self._last_prune >= self.prune_interval:
+                await self.prune()
+
+    async def prune(self) -> int:
+        """Delete checkpoints past the retention (last N per run, older than the max age)."""
+        self._last_prune = time.monotonic()
+        try:
+            return await self.store.prune_checkpoints(
+                keep_last=self.settings.checkpoint_keep_last,
+                older_than=now() - timedelta(hours=self.settings.checkpoint_max_age_hours),
+            )
+        except StateError:
+            logger.exception("pruning expired checkpoints failed; retrying later")
+            return 0
 
     async def aclose(self) -> None:
         self.active.clear()

@@ -255,7 +255,7 @@ class Orchestrator:
         self.store = store
         self.owner = new_owner_id()
         self._leases = (
-            LeaseKeeper(store, self.owner, self.settings.state.lease_seconds) if store else None
+            LeaseKeeper(store, self.owner, self.settings.state) if store else None
         )
         self._plans: dict[int, tuple[Workflow, ExecutionPlan, Services]] = {}
         self._definitions: dict[int, tuple[Workflow, WorkflowDefinition]] = {}

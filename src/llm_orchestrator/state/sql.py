@@ -193,6 +193,8 @@ class SQLStateStore:
         self._sync_write: Engine | None = None
         self._write_thread: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Op[Any] | _Stop] = asyncio.Queue()
+        #: run id -> last step completed in the transaction being written (writer only)
+        self._checkpoint_due: dict[str, str] = {}
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -349,34 +351,39 @@ class SQLStateStore:
         with engine.connect() as connection:
             self._run_batch(connection, batch)
 
-    @classmethod
-    def _run_batch(cls, connection: Connection, batch: list[_Op[Any]]) -> None:
+    def _run_batch(self, connection: Connection, batch: list[_Op[Any]]) -> None:
         """Run `batch` in one transaction. An op that raises is taken out and the others are
         retried together; then the failed op runs once more alone (its failure may have been
         caused by the batch: a lock timeout, a serialization failure)."""
         pending = batch
         failed: list[_Op[Any]] = []
         while pending:
-            culprit = cls._attempt(connection, pending)
+            culprit = self._attempt(connection, pending)
             if culprit is None:
                 break
             failed.append(culprit)
             pending = [op for op in pending if op is not culprit]
         for op in failed:
-            cls._attempt(connection, [op])
+            self._attempt(connection, [op])
 
-    @staticmethod
-    def _attempt(connection: Connection, ops: list[_Op[Any]]) -> _Op[Any] | None:
+    def _attempt(self, connection: Connection, ops: list[_Op[Any]]) -> _Op[Any] | None:
         """Run `ops` in one transaction and set each op's result or error. Returns the op
         that raised (everything was rolled back), else None; a failed BEGIN or COMMIT fails
-        every op."""
+        every op.
+
+        Checkpoints are written last, one per run: steps of one run committed together
+        become durable at the same instant, so the state after the last of them is the only
+        one a crash could ever resume from."""
         current: _Op[Any] | None = None
+        self._checkpoint_due.clear()
         try:
             with connection.begin():
                 for op in ops:
                     current = op
                     op.result = op.run(connection)
                 current = None
+                for run_id, step_id in self._checkpoint_due.items():
+                    self._write_checkpoint(connection, run_id, step_id)
         except Exception as exc:  # delivered to the caller through its future
             if current is not None:
                 current.error = exc
@@ -649,8 +656,8 @@ class SQLStateStore:
                 raise RunNotFoundError(
                     f"{where}: no run with id {step.run_id}; create_run before record_step"
                 ) from exc
-            if take_checkpoint:
-                self._write_checkpoint(connection, step.run_id, step.step_id)
+            if take_checkpoint:  # written at the end of the transaction (see _attempt)
+                self._checkpoint_due[step.run_id] = step.step_id
 
         await self._submit(f"record {where}", op)
 

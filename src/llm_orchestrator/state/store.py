@@ -77,7 +77,8 @@ class StateStore(Protocol):
 
     async def record_step(self, step: StoredStep, *, checkpoint: bool = True) -> None:
         """Upsert the step; when it completed and `checkpoint`, write a checkpoint capturing
-        every completed step of the run so far. One transaction."""
+        every completed step of the run so far. One transaction. Steps of one run that
+        commit in the same transaction share one checkpoint (they became durable together)."""
 
     async def get_steps(self, run_id: str) -> list[StoredStep]:
         """All recorded steps of a run, with outputs."""
