@@ -43,6 +43,7 @@ test: lint typecheck
 
 bench: .venv-bench/.installed
 	.venv-bench/bin/python benchmarks/engine_benchmark.py
+	.venv-bench/bin/python benchmarks/state_benchmark.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .coverage
