@@ -254,9 +254,7 @@ class Orchestrator:
         self.providers = dict(providers or {})
         self.store = store
         self.owner = new_owner_id()
-        self._leases = (
-            LeaseKeeper(store, self.owner, self.settings.state) if store else None
-        )
+        self._leases = LeaseKeeper(store, self.owner, self.settings.state) if store else None
         self._plans: dict[int, tuple[Workflow, ExecutionPlan, Services]] = {}
         self._definitions: dict[int, tuple[Workflow, WorkflowDefinition]] = {}
         self._stored_workflows: dict[str, Workflow] = {}

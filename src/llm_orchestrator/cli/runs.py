@@ -142,7 +142,7 @@ def list_runs(
     for run in runs:
         table.add_row(
             run.id,
-            run.workflow_name,
+            escape(run.workflow_name),
             run.status.value,
             run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             str(run.input_tokens + run.output_tokens),
@@ -179,7 +179,7 @@ def show_run(
         out.print_json(json.dumps(body, default=str, ensure_ascii=False))
         return
     out.print(
-        f"[bold]{escape(run.workflow_name)}[/] {run.id} [{run.status.value}] "
+        f"[bold]{escape(run.workflow_name)}[/] {run.id} {escape(f'[{run.status.value}]')} "
         f"tokens {run.input_tokens}/{run.output_tokens} cost ${run.cost_usd:.6f}"
     )
     if run.error:

@@ -7,6 +7,8 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
+import httpx2
+
 from llm_orchestrator.exceptions import (
     ProviderAuthError,
     ProviderBadRequestError,
@@ -95,3 +97,11 @@ def status_error(
         body=body,
         retry_after=retry_after,
     )
+
+
+def read_text(response: httpx2.Response) -> str | None:
+    """The body of an error response, unless it was never read (a stream)."""
+    try:
+        return response.text
+    except httpx2.ResponseNotRead:
+        return None

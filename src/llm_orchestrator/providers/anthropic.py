@@ -23,6 +23,7 @@ from llm_orchestrator.exceptions import (
 from llm_orchestrator.providers._errors import (
     body_text,
     parse_retry_after,
+    read_text,
     redact,
     status_error,
     vendor_message,
@@ -198,7 +199,7 @@ class AnthropicProvider:
                 provider=self.name,
                 model=model,
                 message=redact(message, self._key) if message else None,
-                body=body_text(_read_text(exc.response), exc.body, self._key),
+                body=body_text(read_text(exc.response), exc.body, self._key),
                 retry_after=parse_retry_after(exc.response.headers),
             )
         if isinstance(exc, anthropic.APIResponseValidationError):
@@ -206,7 +207,7 @@ class AnthropicProvider:
                 f"reply for model '{model}' does not match the API schema",
                 provider=self.name,
                 status_code=exc.status_code,
-                body=body_text(_read_text(exc.response), exc.body, self._key),
+                body=body_text(read_text(exc.response), exc.body, self._key),
             )
         if isinstance(exc, anthropic.APIError):
             return ProviderServerError(
@@ -224,10 +225,3 @@ def _message(message: Message) -> MessageParam:
     if message.role == "assistant":
         return {"role": "assistant", "content": message.content}
     return {"role": "user", "content": message.content}
-
-
-def _read_text(response: httpx2.Response) -> str | None:
-    try:
-        return response.text
-    except httpx2.ResponseNotRead:
-        return None

@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
@@ -22,6 +21,7 @@ from llm_orchestrator.exceptions import (
 from llm_orchestrator.providers._errors import (
     body_text,
     parse_retry_after,
+    read_text,
     redact,
     status_error,
     vendor_message,
@@ -180,7 +180,7 @@ class OpenAIProvider:
                 f"could not reach {self._client.base_url} ({cause})", provider=self.name
             )
         if isinstance(exc, openai.APIStatusError):
-            body = body_text(_read_text(exc.response), exc.body, self._key)
+            body = body_text(read_text(exc.response), exc.body, self._key)
             message = vendor_message(exc.body)
             return status_error(
                 exc.status_code,
@@ -195,7 +195,7 @@ class OpenAIProvider:
                 f"reply for model '{model}' does not match the API schema",
                 provider=self.name,
                 status_code=exc.status_code,
-                body=body_text(_read_text(exc.response), exc.body, self._key),
+                body=body_text(read_text(exc.response), exc.body, self._key),
             )
         if isinstance(exc, openai.APIError):  # an error event inside a stream
             return ProviderServerError(
@@ -215,10 +215,3 @@ def _message(message: Message) -> ChatCompletionMessageParam:
     if message.role == "assistant":
         return {"role": "assistant", "content": message.content}
     return {"role": "user", "content": message.content}
-
-
-def _read_text(response: httpx2.Response) -> str | None:
-    try:
-        return response.text
-    except httpx2.ResponseNotRead:
-        return None

@@ -29,7 +29,13 @@ from llm_orchestrator.steps.action_handlers import (
     unknown_action_hint,
 )
 from llm_orchestrator.steps.base import Services, StepKind, compile_templates, render_value
-from llm_orchestrator.steps.params import FlatParamsSpec, Problem, check_params, has_template
+from llm_orchestrator.steps.params import (
+    FlatParamsSpec,
+    Problem,
+    check_params,
+    describe_errors,
+    has_template,
+)
 from llm_orchestrator.workflow.spec import StepSpec
 
 #: step fields a handler parameter of the same name inherits when not given under `params:`
@@ -116,14 +122,9 @@ class ActionStepKind(StepKind[ActionSpec]):
         try:
             params = self.handler.validate(rendered)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: "
-                f"{err['msg'].removeprefix('Value error, ')}"
-                for err in exc.errors()
-            )
             raise ActionError(
                 f"step '{self.spec.id}': action '{self.spec.action}': invalid parameters after "
-                f"rendering: {problems}",
+                f"rendering: {describe_errors(exc)}",
                 step_id=self.spec.id,
             ) from exc
         if self._constant:

@@ -82,6 +82,14 @@ def pydantic_message(message: str) -> str:
     return message.removeprefix("Value error, ")
 
 
+def describe_errors(exc: ValidationError) -> str:
+    """`field: problem; field: problem` for a parameter model's validation error."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {pydantic_message(err['msg'])}"
+        for err in exc.errors()
+    )
+
+
 def check_params(
     model: type[BaseModel],
     spec: FlatParamsSpec,

@@ -40,9 +40,9 @@ from llm_orchestrator.steps.params import (
     FlatParamsSpec,
     Problem,
     check_params,
+    describe_errors,
     has_template,
     is_template,
-    pydantic_message,
     shadow_hint,
 )
 from llm_orchestrator.steps.transform_functions import (
@@ -172,14 +172,9 @@ class TransformStepKind(StepKind[TransformSpec]):
         try:
             params = self.function.validate(rendered)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: "
-                f"{pydantic_message(err['msg'])}"
-                for err in exc.errors()
-            )
             raise StepFailedError(
                 f"step '{self.spec.id}': transform '{self.function.name}': invalid parameters "
-                f"after rendering: {problems}",
+                f"after rendering: {describe_errors(exc)}",
                 step_id=self.spec.id,
             ) from exc
         if self._constant:
