@@ -226,3 +226,20 @@ async def test_a_thousand_concurrent_durable_runs_on_sqlite(
     sample = results[123]
     steps = {s.step_id: s for s in await store.get_steps(sample.run_id)}
     assert steps["s4"].outputs == {"result": f"{(123 + 1) * 10 + 5}!"}
+
+
+async def test_a_run_resumed_with_a_fixed_workflow_keeps_the_fix(
+    orch: Orchestrator, store: SQLStateStore
+) -> None:
+    failed = await orch.run(chain(fail=True), {"n": 1})
+    before = await store.get_run(failed.run_id)
+    resumed = await orch.resume(failed.run_id, chain())
+    assert resumed.ok
+    after = await store.get_run(failed.run_id)
+    assert before is not None and after is not None
+    assert after.workflow_hash != before.workflow_hash
+    # a replay uses the fixed definition: the step that failed before now succeeds
+    CALLS.clear()
+    replayed = await orch.replay(failed.run_id, "s3")
+    assert replayed.ok, replayed.errors
+    assert called("s3") == 1

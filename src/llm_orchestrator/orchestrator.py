@@ -426,6 +426,7 @@ class Orchestrator:
             )
         steps = await store.get_steps(run_id)
         stored_definition = await self._stored_workflow(run)
+        new_hash: str | None = None
         if workflow is None:
             workflow = stored_definition
         else:
@@ -437,7 +438,8 @@ class Orchestrator:
                     f"{', '.join(changed)}; replay from the first of them instead "
                     f"(llm-orchestrator runs replay {run_id} --from {changed[0]})"
                 )
-            await self._saved_definition(workflow)
+            # from now on the run is a run of the fixed definition (replay, restore, recover)
+            new_hash = (await self._saved_definition(workflow)).hash
         plan = await self._plan_async(workflow)
         assert self._leases is not None
         await store.update_run(
@@ -445,6 +447,7 @@ class Orchestrator:
             status=RunState.RUNNING,
             owner=self.owner,
             lease_expires_at=self._leases.lease_until(),
+            workflow_hash=new_hash,
         )
         return await self._execute(
             plan, run.inputs, run_id, restored_from(steps), cancel, max_concurrency

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from click.testing import Result
 from sqlalchemy.engine import make_url
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from llm_orchestrator import Orchestrator, Settings, load_workflow
 from llm_orchestrator.cli.main import app
@@ -114,6 +113,10 @@ def store_run(run_id: str) -> Any:
 
 def update_run(run_id: str, **fields: Any) -> None:
     with_store(lambda s: s.update_run(run_id, **fields))
+
+
+def stored_steps(run_id: str) -> list[Any]:
+    return with_store(lambda s: s.get_steps(run_id))
 
 
 def called() -> list[str]:
@@ -385,10 +388,10 @@ def test_prune_deletes_only_old_finished_runs(failing: Path, fixed: Path) -> Non
     assert pruned.exit_code == 0, pruned.output
     assert "deleted 1 runs and 0 checkpoints" in pruned.stderr
     assert store_run(old_id) is None
-    assert with_store(lambda s: s.get_steps(old_id)) == []
+    assert stored_steps(old_id) == []
     assert with_store(lambda s: s.list_checkpoints(old_id)) == []
     assert store_run(recent_id).status is RunState.COMPLETED
-    assert len(with_store(lambda s: s.get_steps(recent_id))) == 3
+    assert len(stored_steps(recent_id)) == 3
 
 
 def test_prune_removes_expired_checkpoints_past_keep_last(
@@ -439,7 +442,7 @@ def test_purge_erases_one_users_runs(fixed: Path) -> None:
     assert "erased 2 runs of user u1" in purged.stderr
     for run_id in made["u1"]:
         assert store_run(run_id) is None
-        assert with_store(lambda s, r=run_id: s.get_steps(r)) == []
+        assert stored_steps(run_id) == []
     (survivor,) = made["u2"]
     assert store_run(survivor).user_id == "u2"
     assert show_json(survivor)["steps"]["c"]["outputs"] == {"result": "20!"}
@@ -542,7 +545,9 @@ def test_recovered_run_that_fails_again_exits_one(failing: Path) -> None:
 
 # -- db ----------------------------------------------------------------------------------
 
-DB_CURRENT = re.compile(r"^(?P<url>\S+): revision (?P<rev>\S+) \(head (?P<head>\S+)\): (?P<state>.+)$")
+DB_CURRENT = re.compile(
+    r"^(?P<url>\S+): revision (?P<rev>\S+) \(head (?P<head>\S+)\): (?P<state>.+)$"
+)
 
 
 def db_current() -> re.Match[str]:

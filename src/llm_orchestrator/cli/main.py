@@ -241,7 +241,7 @@ def _print_text_result(result: RunResult) -> None:
         detail = step.error.message if step.error else (step.skip_reason or "")
         shown = first if isinstance(first, str) else json.dumps(first, default=str)
         out.print(
-            f"[bold]{escape(step_id)}[/] [{step.status.value}] "
+            f"[bold]{escape(step_id)}[/] {escape(f'[{step.status.value}]')} "
             + escape(shown if step.outputs else detail)
         )
     usage = result.usage

@@ -43,7 +43,9 @@ def parse_age(text: str) -> timedelta:
     """`30d`, `12h`, `15m`, `90s`, `2w`."""
     match = _DURATION.match(text.strip())
     if match is None:
-        raise typer.BadParameter(f"{text!r}: write a duration like 30d, 12h, 15m")
+        raise typer.BadParameter(
+            f"{text!r}: write a duration like 30d, 12h, 15m", param_hint="'--older-than'"
+        )
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
@@ -56,7 +58,9 @@ def parse_since(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise typer.BadParameter(f"{text!r}: write 2h, 3d or an ISO timestamp") from exc
+        raise typer.BadParameter(
+            f"{text!r}: write 2h, 3d or an ISO timestamp", param_hint="'--since'"
+        ) from exc
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 

@@ -474,6 +474,7 @@ class RedisCachedStore:
         usage: tuple[int, int, float] | None = None,
         owner: str | None = None,
         lease_expires_at: datetime | None = None,
+        workflow_hash: str | None = None,
     ) -> None:
         await self._writing(
             [run_id],
@@ -486,6 +487,7 @@ class RedisCachedStore:
                 usage=usage,
                 owner=owner,
                 lease_expires_at=lease_expires_at,
+                workflow_hash=workflow_hash,
             ),
         )
 

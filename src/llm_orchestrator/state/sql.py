@@ -519,6 +519,7 @@ class SQLStateStore:
         usage: tuple[int, int, float] | None = None,
         owner: str | None = None,
         lease_expires_at: datetime | None = None,
+        workflow_hash: str | None = None,
     ) -> None:
         """Change only the given fields. Raises RunNotFoundError."""
         where = f"run {run_id}"
@@ -543,6 +544,8 @@ class SQLStateStore:
             values["owner"] = owner
         if lease_expires_at is not None:
             values["lease_expires_at"] = _aware(lease_expires_at, f"{where} lease_expires_at")
+        if workflow_hash is not None:
+            values["workflow_hash"] = workflow_hash
 
         def op(connection: Connection) -> None:
             if values:

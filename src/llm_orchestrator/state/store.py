@@ -55,9 +55,11 @@ class StateStore(Protocol):
         usage: tuple[int, int, float] | None = None,
         owner: str | None = None,
         lease_expires_at: datetime | None = None,
+        workflow_hash: str | None = None,
     ) -> None:
         """Change only the given fields (None leaves a field as it is). A finished `status`
         also clears `owner` and `lease_expires_at`; `status=running` clears `error`.
+        `workflow_hash` (a saved definition) is what a resume with a fixed workflow sets.
         Raises RunNotFoundError."""
 
     async def get_run(self, run_id: str) -> StoredRun | None: ...
