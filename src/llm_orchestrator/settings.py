@@ -108,11 +108,13 @@ class StateSettings(_Strict):
     #: SQLAlchemy async URL: sqlite+aiosqlite:///path.db or postgresql+asyncpg://u:p@h/db
     #: (LLMO_DATABASE_URL); default sqlite under `home`
     database_url: str | None = None
+    #: PostgreSQL pool: connections kept open, the most at once (max), how long to wait for
+    #: one, and the age after which a connection is replaced; a dead connection is detected
+    #: (pre-ping) and replaced when it is taken from the pool
     pool_min_size: int = Field(default=5, ge=0)
     pool_max_size: int = Field(default=20, ge=1)
     pool_timeout_seconds: float = Field(default=5.0, gt=0)
     pool_recycle_seconds: float = Field(default=1800.0, gt=0)
-    pool_idle_seconds: float = Field(default=300.0, gt=0)
     #: SQLite busy timeout
     busy_timeout_seconds: float = Field(default=30.0, gt=0)
     #: checkpoints kept per run beyond which older ones are pruned ...

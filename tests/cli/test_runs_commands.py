@@ -663,3 +663,16 @@ def test_encrypted_runs_need_the_key(fixed: Path, monkeypatch: pytest.MonkeyPatc
     assert wrong.exit_code == 2
     assert "encrypted with a key that is not configured" in wrong.stderr
     assert "LLMO_ENCRYPTION_KEY" in wrong.stderr
+
+
+def test_run_recovers_interrupted_runs_first_when_configured(
+    tmp_path: Path, fixed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(chain_text(", sleep: 0.2"))
+    run_id = _interrupted_after_a(slow)
+    monkeypatch.setenv("LLMO_STATE__RECOVER_ON_START", "true")
+    result = invoke("run", str(fixed), "-q")
+    assert result.exit_code == 0, result.output
+    assert f"recovered run {run_id}: completed" in result.stderr
+    assert store_run(run_id).status is RunState.COMPLETED
