@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from jinja2 import TemplateSyntaxError
-from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
 from llm_orchestrator.engine.templates import CONTEXT_ROOTS, ENV, inspect_template
@@ -314,7 +313,7 @@ def _check_outputs(graph: WorkflowGraph, problems: _Problems) -> None:
         for name, path in spec.output_mapping.items():
             try:
                 parse_jsonpath(path)
-            except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
+            except Exception as exc:  # jsonpath-ng raises several unrelated exception types
                 problems.add(
                     f"output_mapping '{name}': invalid JSON path {path!r}: {exc}",
                     (*node.loc, "output_mapping", name),
