@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_orchestrator.providers.registry import close_all_providers
+from llm_orchestrator.orchestrator import close_shared_clients
 from llm_orchestrator.settings import Settings
 from tests.support import probe
 
@@ -60,9 +60,9 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(autouse=True)
 async def _fresh_providers() -> AsyncIterator[None]:
     """Provider instances are shared process-wide: each test starts and ends without them."""
-    await close_all_providers()
+    await close_shared_clients()
     yield
-    await close_all_providers()
+    await close_shared_clients()
 
 
 @pytest.fixture

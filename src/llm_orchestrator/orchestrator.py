@@ -529,7 +529,7 @@ class Orchestrator:
             finally:
                 await self.aclose()
                 # provider clients belong to this event loop, which ends here
-                await close_all_providers()
+                await close_shared_clients()
 
         return asyncio.run(_main())
 
@@ -540,6 +540,17 @@ class Orchestrator:
         for _workflow, _plan, services in self._plans.values():
             await services.aclose()
         self._plans.clear()
+
+
+async def close_shared_clients() -> None:
+    """Close the process-wide LLM, embedding and vector-store clients (their connections
+    belong to the running event loop): at process exit, or before the loop ends."""
+    from llm_orchestrator.embeddings.registry import close_all_embedders
+    from llm_orchestrator.vectordb.registry import close_all_vector_stores
+
+    await close_all_providers()
+    await close_all_embedders()
+    await close_all_vector_stores()
 
 
 def _downstream(plan: ExecutionPlan, start: str) -> set[str]:

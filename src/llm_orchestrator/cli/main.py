@@ -37,10 +37,10 @@ from llm_orchestrator.exceptions import OrchestratorError, WorkflowValidationErr
 from llm_orchestrator.orchestrator import (
     Orchestrator,
     check_workflow,
+    close_shared_clients,
     load_workflow,
     validate_file,
 )
-from llm_orchestrator.providers.registry import close_all_providers
 from llm_orchestrator.settings import DEFAULT_MODELS, Settings
 from llm_orchestrator.state import open_store
 from llm_orchestrator.steps.registry import spec_models
@@ -155,7 +155,7 @@ async def _run_with_ctrl_c(
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         await orch.aclose()
-        await close_all_providers()
+        await close_shared_clients()
         await store.close()
 
 

@@ -19,8 +19,7 @@ from llm_orchestrator.cli.common import EXIT_FAILED, EXIT_INVALID, fail, setting
 from llm_orchestrator.durable import from_stored
 from llm_orchestrator.engine.result import RunResult, RunStatus
 from llm_orchestrator.exceptions import OrchestratorError, WorkflowValidationError
-from llm_orchestrator.orchestrator import Orchestrator, load_workflow
-from llm_orchestrator.providers.registry import close_all_providers
+from llm_orchestrator.orchestrator import Orchestrator, close_shared_clients, load_workflow
 from llm_orchestrator.state import migrate, open_store
 from llm_orchestrator.state.models import RunState, StoredRun
 from llm_orchestrator.state.store import StateStore
@@ -80,7 +79,7 @@ async def _with_orchestrator(use: Callable[[Orchestrator], Awaitable[T]]) -> T:
         return await use(orch)
     finally:
         await orch.aclose()
-        await close_all_providers()
+        await close_shared_clients()
         await store.close()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,24 @@ def sqlite_path(url: str | URL) -> Path:
     return Path(database)
 
 
+def _wal(cursor: Any, busy_timeout_seconds: float) -> None:
+    """Switch the file to WAL (it stays so). Switching needs an exclusive lock and SQLite
+    may answer "locked" at once, without its busy handler, when another connection (say a
+    concurrent first open) is doing the same: wait and try again within the busy timeout."""
+    mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+    if str(mode).lower() == "wal":
+        return
+    deadline = time.monotonic() + busy_timeout_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:  # sqlite3's, or the async driver's wrapper of it
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def configure_sqlite(
     engine: sa.engine.Engine, *, busy_timeout_seconds: float, begin: str = "BEGIN"
 ) -> None:
@@ -100,7 +119,7 @@ def configure_sqlite(
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_seconds * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _wal(cursor, busy_timeout_seconds)
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:

@@ -19,9 +19,15 @@ ENTRY_POINT_GROUP = "llm_orchestrator.steps"
 def _builtin() -> dict[str, type[StepKind[Any]]]:
     from llm_orchestrator.steps.action import ActionStepKind
     from llm_orchestrator.steps.branch import BranchStepKind
+    from llm_orchestrator.steps.embed import EmbedStepKind
     from llm_orchestrator.steps.llm import LLMStepKind
     from llm_orchestrator.steps.parallel import ParallelStepKind
     from llm_orchestrator.steps.transform import TransformStepKind
+    from llm_orchestrator.steps.vector import (
+        DeleteStepKind,
+        UpsertStepKind,
+        VectorSearchStepKind,
+    )
 
     kinds: list[type[StepKind[Any]]] = [
         LLMStepKind,
@@ -29,6 +35,10 @@ def _builtin() -> dict[str, type[StepKind[Any]]]:
         ActionStepKind,
         BranchStepKind,
         ParallelStepKind,
+        EmbedStepKind,
+        VectorSearchStepKind,
+        UpsertStepKind,
+        DeleteStepKind,
     ]
     return {k.type_name: k for k in kinds}
 

@@ -1,0 +1,163 @@
+"""What every vector store offers, and the records that cross its boundary.
+
+Scores are "higher is better" whatever the metric: cosine similarity for `cosine`, the dot
+product for `dot`, and the negated (non-squared) Euclidean distance for `euclidean`.
+Namespaces partition one index; the default namespace is "".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from llm_orchestrator.exceptions import ExecutionError
+
+Metric = Literal["cosine", "dot", "euclidean"]
+METRICS: tuple[Metric, ...] = ("cosine", "dot", "euclidean")
+
+#: a metadata value a store can filter on
+MetadataValue = str | int | float | bool
+
+#: metadata keys the stores use for their own bookkeeping; records may not use them
+RESERVED_METADATA_KEYS = frozenset({"_llmo_id", "_llmo_ns", "_llmo_text"})
+
+
+class VectorStoreError(ExecutionError):
+    """A vector store refused or failed an operation (the message names the store and index)."""
+
+    code = "vector_store_error"
+
+
+class IndexNotFoundError(VectorStoreError):
+    code = "vector_index_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class VectorRecord:
+    id: str
+    vector: Sequence[float]
+    text: str | None = None
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    id: str
+    score: float
+    text: str | None
+    metadata: Mapping[str, MetadataValue]
+    vector: tuple[float, ...] | None = None
+
+    def to_dict(
+        self, *, include_metadata: bool = True, include_vector: bool = False
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "score": self.score,
+            "text": self.text,
+            "metadata": dict(self.metadata) if include_metadata else {},
+        }
+        if include_vector:
+            out["vector"] = list(self.vector) if self.vector is not None else None
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class IndexInfo:
+    name: str
+    dimension: int
+    metric: Metric
+    count: int
+    #: what was recorded with the index at creation (e.g. the embedder used at ingest)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """An async vector database. `where` filters use the portable syntax of `filters.py`."""
+
+    #: "chroma", "qdrant", ...: selects the filter translation
+    kind: str
+
+    async def create_index(
+        self,
+        name: str,
+        dimension: int,
+        metric: Metric = "cosine",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> IndexInfo: ...
+
+    async def delete_index(self, name: str) -> None: ...
+
+    async def list_indexes(self) -> list[str]: ...
+
+    async def stats(self, name: str) -> IndexInfo: ...
+
+    async def index_metadata(self, name: str) -> dict[str, Any]: ...
+
+    async def health(self) -> bool: ...
+
+    async def upsert(
+        self, index: str, records: Sequence[VectorRecord], namespace: str = ""
+    ) -> int: ...
+
+    async def delete(
+        self,
+        index: str,
+        ids: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        namespace: str = "",
+    ) -> None: ...
+
+    async def search(
+        self,
+        index: str,
+        vector: Sequence[float],
+        top_k: int = 5,
+        where: Mapping[str, Any] | None = None,
+        namespace: str = "",
+        include_vectors: bool = False,
+    ) -> list[SearchHit]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def check_metric(metric: str) -> Metric:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of: {', '.join(METRICS)}")
+    return metric
+
+
+def check_records(records: Sequence[VectorRecord], dimension: int, index: str) -> None:
+    """Same dimension everywhere, no reserved metadata keys, no duplicate ids in one call."""
+    seen: set[str] = set()
+    for record in records:
+        if len(record.vector) != dimension:
+            raise VectorStoreError(
+                f"index '{index}': record '{record.id}' has {len(record.vector)} dimensions, "
+                f"the index has {dimension}"
+            )
+        bad = RESERVED_METADATA_KEYS & set(record.metadata)
+        if bad:
+            raise VectorStoreError(
+                f"index '{index}': record '{record.id}' uses reserved metadata keys "
+                f"{sorted(bad)}; rename them"
+            )
+        for key, value in record.metadata.items():
+            if not isinstance(value, str | int | float | bool):
+                raise VectorStoreError(
+                    f"index '{index}': record '{record.id}' metadata '{key}' is "
+                    f"{type(value).__name__}; values must be str, int, float or bool"
+                )
+        if record.id in seen:
+            raise VectorStoreError(f"index '{index}': record id '{record.id}' appears twice")
+        seen.add(record.id)
+
+
+def check_query(vector: Sequence[float], dimension: int, index: str) -> None:
+    if len(vector) != dimension:
+        raise VectorStoreError(
+            f"index '{index}': the query vector has {len(vector)} dimensions, the index has "
+            f"{dimension}"
+        )

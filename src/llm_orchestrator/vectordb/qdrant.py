@@ -1,0 +1,246 @@
+"""Qdrant through `AsyncQdrantClient`: local mode (`path=`, embedded, no server) or a server
+(`url=`).
+
+Qdrant point ids are UUIDs or integers, so a record id becomes `uuid5(json([namespace, id]))`
+and the original id, namespace and text ride in reserved payload keys. Index metadata (the
+dimension is Qdrant's own) is kept in the collection's `metadata`.
+Qdrant stores cosine vectors normalised: `include_vectors` returns them so.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from llm_orchestrator.exceptions import MissingDependencyError
+from llm_orchestrator.vectordb.base import (
+    IndexInfo,
+    IndexNotFoundError,
+    Metric,
+    SearchHit,
+    VectorRecord,
+    VectorStoreError,
+    check_metric,
+    check_query,
+    check_records,
+)
+from llm_orchestrator.vectordb.filters import qdrant_filter
+
+_NS, _ID, _TEXT = "_llmo_ns", "_llmo_id", "_llmo_text"
+_META_USER = "llmo:metadata"
+_ID_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4c71-9a43-0b7e2f5d9c10")
+_BATCH = 256
+
+
+def point_id(namespace: str, record_id: str) -> str:
+    """The deterministic Qdrant id of a record."""
+    return str(uuid.uuid5(_ID_NAMESPACE, json.dumps([namespace, record_id], ensure_ascii=False)))
+
+
+def _models() -> Any:
+    try:
+        from qdrant_client import models
+    except ImportError as exc:
+        raise MissingDependencyError("qdrant-client", "rag", "the qdrant vector store") from exc
+    return models
+
+
+class QdrantStore:
+    """`QdrantStore(path=...)` embedded (local mode), or `QdrantStore(url=..., api_key=...)`."""
+
+    kind = "qdrant"
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        url: str | None = None,
+        api_key: SecretStr | None = None,
+        timeout_seconds: float = 30.0,
+        name: str = "qdrant",
+    ) -> None:
+        if (path is None) == (url is None):
+            raise ValueError("QdrantStore takes either path= (local mode) or url= (server)")
+        self.name = name
+        self.path = Path(path) if path is not None else None
+        self.url = url
+        self._api_key = api_key
+        self._timeout = timeout_seconds
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return f"QdrantStore({self.name!r}, {self.path or self.url})"
+
+    def _api(self) -> Any:
+        if self._client is None:
+            _models()
+            from qdrant_client import AsyncQdrantClient
+
+            if self.path is not None:
+                self._client = AsyncQdrantClient(path=str(self.path))
+            else:
+                key = self._api_key.get_secret_value() if self._api_key else None
+                self._client = AsyncQdrantClient(
+                    url=self.url, api_key=key, timeout=int(self._timeout)
+                )
+        return self._client
+
+    async def _info(self, name: str, with_count: bool = False) -> IndexInfo:
+        client = self._api()
+        if not await client.collection_exists(name):
+            raise IndexNotFoundError(
+                f"{self!r}: no index '{name}'; create it first (or let `upsert` create it)"
+            )
+        info = await client.get_collection(name)
+        params = info.config.params.vectors
+        distance = str(getattr(params.distance, "value", params.distance)).lower()
+        metric: Metric = {"cosine": "cosine", "dot": "dot", "euclid": "euclidean"}.get(  # type: ignore[assignment]
+            distance, "cosine"
+        )
+        meta = dict(info.config.metadata or {})
+        count = -1
+        if with_count:
+            count = (await client.count(name, exact=True)).count
+        return IndexInfo(
+            name=name,
+            dimension=int(params.size),
+            metric=metric,
+            count=count,
+            metadata=json.loads(str(meta.get(_META_USER, "{}"))),
+        )
+
+    async def create_index(
+        self,
+        name: str,
+        dimension: int,
+        metric: Metric = "cosine",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> IndexInfo:
+        check_metric(metric)
+        if dimension < 1:
+            raise ValueError(f"index '{name}': dimension must be at least 1, got {dimension}")
+        m = _models()
+        client = self._api()
+        if await client.collection_exists(name):
+            info = await self._info(name, with_count=True)
+            if (info.dimension, info.metric) != (dimension, metric):
+                raise VectorStoreError(
+                    f"{self!r}: index '{name}' exists with dimension {info.dimension} and "
+                    f"metric {info.metric}, not {dimension}/{metric}"
+                )
+            return info
+        distance = {
+            "cosine": m.Distance.COSINE,
+            "dot": m.Distance.DOT,
+            "euclidean": m.Distance.EUCLID,
+        }
+        await client.create_collection(
+            name,
+            vectors_config=m.VectorParams(size=dimension, distance=distance[metric]),
+            metadata={_META_USER: json.dumps(dict(metadata or {}), sort_keys=True)},
+        )
+        return IndexInfo(name, dimension, metric, 0, dict(metadata or {}))
+
+    async def delete_index(self, name: str) -> None:
+        await self._info(name)
+        await self._api().delete_collection(name)
+
+    async def list_indexes(self) -> list[str]:
+        response = await self._api().get_collections()
+        return sorted(c.name for c in response.collections)
+
+    async def stats(self, name: str) -> IndexInfo:
+        return await self._info(name, with_count=True)
+
+    async def index_metadata(self, name: str) -> dict[str, Any]:
+        return dict((await self._info(name)).metadata)
+
+    async def health(self) -> bool:
+        try:
+            await self._api().get_collections()
+        except Exception:
+            return False
+        return True
+
+    async def upsert(self, index: str, records: Sequence[VectorRecord], namespace: str = "") -> int:
+        info = await self._info(index)
+        check_records(records, info.dimension, index)
+        m = _models()
+        client = self._api()
+        for start in range(0, len(records), _BATCH):
+            points = [
+                m.PointStruct(
+                    id=point_id(namespace, r.id),
+                    vector=[float(x) for x in r.vector],
+                    payload={**r.metadata, _NS: namespace, _ID: r.id, _TEXT: r.text},
+                )
+                for r in records[start : start + _BATCH]
+            ]
+            await client.upsert(index, points=points, wait=True)
+        return len(records)
+
+    async def delete(
+        self,
+        index: str,
+        ids: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        namespace: str = "",
+    ) -> None:
+        if ids is None and where is None:
+            raise ValueError(f"index '{index}': delete needs ids or a filter")
+        await self._info(index)
+        m = _models()
+        query = qdrant_filter(where, _NS, namespace)
+        if ids is not None:
+            if not ids:
+                return
+            query.must.append(m.HasIdCondition(has_id=[point_id(namespace, i) for i in ids]))
+        await self._api().delete(index, points_selector=m.FilterSelector(filter=query), wait=True)
+
+    async def search(
+        self,
+        index: str,
+        vector: Sequence[float],
+        top_k: int = 5,
+        where: Mapping[str, Any] | None = None,
+        namespace: str = "",
+        include_vectors: bool = False,
+    ) -> list[SearchHit]:
+        info = await self._info(index)
+        check_query(vector, info.dimension, index)
+        response = await self._api().query_points(
+            index,
+            query=[float(x) for x in vector],
+            query_filter=qdrant_filter(where, _NS, namespace),
+            limit=top_k,
+            with_payload=True,
+            with_vectors=include_vectors,
+        )
+        hits: list[SearchHit] = []
+        for point in response.points:
+            payload = dict(point.payload or {})
+            record_id = str(payload.pop(_ID))
+            text = payload.pop(_TEXT, None)
+            payload.pop(_NS, None)
+            score = float(point.score)
+            vec = point.vector if include_vectors else None
+            hits.append(
+                SearchHit(
+                    id=record_id,
+                    score=-score if info.metric == "euclidean" else score,
+                    text=text,
+                    metadata=payload,
+                    vector=tuple(float(x) for x in vec) if isinstance(vec, list) else None,
+                )
+            )
+        return hits
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
