@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 
+from llm_orchestrator.embeddings.registry import EmbedderRegistry
 from llm_orchestrator.engine.context import StepContext, StepOutput
 from llm_orchestrator.engine.templates import CompiledCondition, CompiledTemplate
 from llm_orchestrator.engine.usage import PriceTable
@@ -25,6 +26,7 @@ class Services:
     providers: ProviderRegistry
     prices: PriceTable
     _http: httpx.AsyncClient | None = field(default=None, repr=False)
+    _embedders: EmbedderRegistry | None = field(default=None, repr=False)
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -32,6 +34,13 @@ class Services:
         if self._http is None:
             self._http = httpx.AsyncClient(follow_redirects=False)
         return self._http
+
+    @property
+    def embedders(self) -> EmbedderRegistry:
+        """Embedders by name: the settings plus the workflow's own providers."""
+        if self._embedders is None:
+            self._embedders = EmbedderRegistry(self.settings, providers=self.providers.extra)
+        return self._embedders
 
     async def aclose(self) -> None:
         if self._http is not None:

@@ -8,14 +8,11 @@ usage.
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from llm_orchestrator.embeddings.base import EmbeddingRequest, EmbeddingResponse
-from llm_orchestrator.embeddings.registry import EmbedderRegistry
 from llm_orchestrator.engine.context import StepContext, StepOutput
 from llm_orchestrator.engine.templates import CompiledTemplate
 from llm_orchestrator.engine.usage import Usage
@@ -49,25 +46,6 @@ class EmbedSpec(StepSpec):
         return {"input": self.input}
 
 
-# one EmbedderRegistry per Services object, built on first use (Services is unhashable, so
-# keyed by id and dropped when the Services object is collected)
-_registries: dict[int, EmbedderRegistry] = {}
-_registries_lock = threading.Lock()
-
-
-def embedders_for(services: Services) -> EmbedderRegistry:
-    """The embedder registry of `services`: the settings plus the workflow's providers."""
-    key = id(services)
-    with _registries_lock:
-        registry = _registries.get(key)
-        if registry is None:
-            registry = _registries[key] = EmbedderRegistry(
-                services.settings, providers=services.providers.extra
-            )
-            weakref.finalize(services, _registries.pop, key, None)
-        return registry
-
-
 def batches(texts: list[str], size: int) -> list[list[str]]:
     return [texts[i : i + size] for i in range(0, len(texts), size)]
 
@@ -83,7 +61,7 @@ class EmbedStepKind(StepKind[EmbedSpec]):
     @classmethod
     def check(cls, spec: EmbedSpec, services: Services) -> list[tuple[str, str | None, str | None]]:
         problems: list[tuple[str, str | None, str | None]] = []
-        registry = embedders_for(services)
+        registry = services.embedders
         message = registry.check(spec.provider)
         if message:
             problems.append((message, "provider", None))
@@ -109,7 +87,7 @@ class EmbedStepKind(StepKind[EmbedSpec]):
         rendered = self._input.render(ctx.vars)
         single = isinstance(rendered, str)
         texts = self._texts(ctx, rendered)
-        embedder = await embedders_for(self.services).aget(spec.provider)
+        embedder = await self.services.embedders.aget(spec.provider)
         model = spec.model or embedder.default_model
         size = spec.batch_size
         if embedder.max_batch_size is not None:

@@ -191,8 +191,6 @@ class VectorSearchStepKind(StepKind[VectorSearchSpec]):
     async def _embed(
         self, ctx: StepContext, store: VectorStore, index: str, text: str
     ) -> list[float]:
-        from llm_orchestrator.steps.embed import embedders_for
-
         try:
             meta = await store.index_metadata(index)
         except IndexNotFoundError as exc:
@@ -205,7 +203,7 @@ class VectorSearchStepKind(StepKind[VectorSearchSpec]):
                 "step that names `embedder:`",
                 step_id=ctx.step_id,
             )
-        embedder = await embedders_for(self.services).aget(name)
+        embedder = await self.services.embedders.aget(name)
         model = meta.get(_INDEX_MODEL)
         response = await embedder.embed(
             EmbeddingRequest(
@@ -267,9 +265,7 @@ class UpsertStepKind(StepKind[UpsertSpec]):
                 ("records must be a list or a template rendering to one", "records", None)
             )
         if spec.embedder is not None:
-            from llm_orchestrator.steps.embed import embedders_for
-
-            message = embedders_for(services).check(spec.embedder)
+            message = services.embedders.check(spec.embedder)
             if message:
                 problems.append((message, "embedder", None))
         return problems
