@@ -93,7 +93,8 @@ def _wal(cursor: Any, busy_timeout_seconds: float) -> None:
     """Switch the file to WAL (it stays so). Switching needs an exclusive lock and SQLite
     may answer "locked" at once, without its busy handler, when another connection (say a
     concurrent first open) is doing the same: wait and try again within the busy timeout."""
-    mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+    cursor.execute("PRAGMA journal_mode")
+    mode = cursor.fetchone()[0]
     if str(mode).lower() == "wal":
         return
     deadline = time.monotonic() + busy_timeout_seconds
