@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llm_orchestrator.exceptions import ConfigurationError
@@ -138,6 +146,95 @@ class StateSettings(_Strict):
     redis_ttl_seconds: float = Field(default=300.0, gt=0)
 
 
+EmbedderType = Literal["local", "openai", "openai_compatible", "cohere"]
+
+#: instance names that exist without configuration (named after their type)
+BUILTIN_EMBEDDERS: tuple[EmbedderType, ...] = ("local", "openai", "cohere")
+
+DEFAULT_EMBEDDING_MODELS: dict[str, str] = {
+    "local": "all-MiniLM-L6-v2",
+    "openai": "text-embedding-3-small",
+    "openai_compatible": "default",
+    "cohere": "embed-v4.0",
+}
+DEFAULT_EMBEDDING_KEY_ENV: dict[str, str | None] = {
+    "local": None,
+    "openai": "OPENAI_API_KEY",
+    "openai_compatible": None,
+    "cohere": "COHERE_API_KEY",
+}
+#: read when `base_url` is unset (the SDKs' own variables)
+BASE_URL_ENV: dict[str, str] = {"openai": "OPENAI_BASE_URL", "cohere": "CO_API_URL"}
+
+
+class EmbedderSettings(_Strict):
+    """One embedder instance (`embedders:` in the config file)."""
+
+    type: EmbedderType
+    api_key: SecretStr | None = None
+    #: environment variable holding the key; default: the vendor's usual one
+    api_key_env: str | None = None
+    base_url: str | None = None
+    default_model: str | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    def key_env(self) -> str | None:
+        return self.api_key_env or DEFAULT_EMBEDDING_KEY_ENV[self.type]
+
+    def resolve_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        env = self.key_env()
+        return os.environ.get(env) if env else None
+
+    def resolve_base_url(self) -> str | None:
+        if self.base_url:
+            return self.base_url
+        env = BASE_URL_ENV.get(self.type)
+        return (os.environ.get(env) or None) if env else None
+
+    def model_or_default(self, model: str | None = None) -> str:
+        return model or self.default_model or DEFAULT_EMBEDDING_MODELS[self.type]
+
+
+# -- vector stores ------------------------------------------------------------------------
+
+
+class ChromaConfig(_Strict):
+    type: Literal["chroma"]
+    #: embedded store directory; relative paths are under LLMO_HOME
+    path: str | None = None
+    #: a Chroma server (`chroma run`); give host or path, not both
+    host: str | None = None
+    port: int = Field(default=8000, ge=1, le=65535)
+    ssl: bool = False
+
+    @model_validator(mode="after")
+    def _one_location(self) -> ChromaConfig:
+        if self.path is not None and self.host is not None:
+            raise ValueError("give either path (embedded) or host (server), not both")
+        return self
+
+
+class QdrantConfig(_Strict):
+    type: Literal["qdrant"]
+    #: local mode (embedded) directory; relative paths are under LLMO_HOME
+    path: str | None = None
+    #: a Qdrant server, e.g. http://127.0.0.1:6333
+    url: str | None = None
+    api_key: SecretStr | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> QdrantConfig:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of path (local mode) or url (server)")
+        return self
+
+
+VectorStoreConfig = Annotated[ChromaConfig | QdrantConfig, Field(discriminator="type")]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LLMO_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -153,6 +250,10 @@ class Settings(BaseSettings):
     #: default for a run's max_concurrency when the workflow sets none
     max_concurrency: int = Field(default=16, ge=1)
     state: StateSettings = Field(default_factory=StateSettings)
+    #: named embedders (local, openai, openai_compatible, cohere) for `embed` steps
+    embedders: dict[str, EmbedderSettings] = Field(default_factory=dict)
+    #: named vector stores (chroma, qdrant); `default` is embedded Chroma under home
+    vector_stores: dict[str, VectorStoreConfig] = Field(default_factory=dict)
     #: shortcut for state.database_url (LLMO_DATABASE_URL)
     database_url: str | None = None
     #: shortcut for state.encryption_keys (LLMO_ENCRYPTION_KEY): one Fernet key, or several

@@ -273,3 +273,52 @@ async def test_default_store_never_blocks_the_event_loop(
 ) -> None:
     result = await run(tmp_path, settings, RAG, {"docs": DOCS, "q": [1, 0, 0]})
     assert result.status is RunStatus.COMPLETED, result.errors
+
+
+def test_named_store_and_embedder_from_the_config_file(tmp_path: Path) -> None:
+    """`vector_stores:` and `embedders:` in llm-orchestrator.yaml name what steps use."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from llm_orchestrator.cli.main import app
+
+    (tmp_path / "llm-orchestrator.yaml").write_text(
+        "vector_stores:\n  kb: {type: qdrant, path: vectors/kb}\n"
+        "embedders:\n  remote: {type: openai_compatible, base_url: 'http://127.0.0.1:9/v1'}\n",
+        encoding="utf-8",
+    )
+    workflow = tmp_path / "kb.yaml"
+    workflow.write_text(
+        """
+name: kb
+steps:
+  - id: put
+    type: upsert
+    database: kb
+    index: notes
+    records:
+      - {id: x, vector: [1, 0], text: "on the x axis"}
+      - {id: y, vector: [0, 1], text: "on the y axis"}
+  - {id: find, type: vector_search, database: kb, index: notes, query: [0.1, 0.9],
+     top_k: 1, depends_on: [put]}
+""",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(workflow), "-q"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["outputs"]["find"]["results"]
+    assert [hit["id"] for hit in found] == ["y"]
+    assert (tmp_path / "home" / "vectors" / "kb").is_dir()
+    # an unknown store, and a configured embedder name, are checked before running
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nsteps:\n  - {id: f, type: vector_search, database: nope, index: n,"
+        " query: [1, 0]}\n  - {id: e, type: embed, provider: remote, input: hi}\n",
+        encoding="utf-8",
+    )
+    checked = runner.invoke(app, ["validate", str(bad)])
+    assert checked.exit_code == 2
+    assert "nope" in checked.output
+    assert "step 'e'" not in checked.output  # `remote` is a known, configured embedder

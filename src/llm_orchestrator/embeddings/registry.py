@@ -13,12 +13,8 @@ import asyncio
 import hashlib
 import importlib.util
 import json
-import os
 import threading
 from collections.abc import Mapping
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from llm_orchestrator.embeddings.base import Embedder
 from llm_orchestrator.exceptions import (
@@ -27,27 +23,13 @@ from llm_orchestrator.exceptions import (
     MissingDependencyError,
     OrchestratorError,
 )
-from llm_orchestrator.settings import ProviderSettings, Settings
-
-EmbedderType = Literal["local", "openai", "openai_compatible", "cohere"]
-
-#: instance names that exist without configuration (named after their type)
-BUILTIN_EMBEDDERS: tuple[EmbedderType, ...] = ("local", "openai", "cohere")
-
-DEFAULT_EMBEDDING_MODELS: dict[str, str] = {
-    "local": "all-MiniLM-L6-v2",
-    "openai": "text-embedding-3-small",
-    "openai_compatible": "default",
-    "cohere": "embed-v4.0",
-}
-DEFAULT_KEY_ENV: dict[str, str | None] = {
-    "local": None,
-    "openai": "OPENAI_API_KEY",
-    "openai_compatible": None,
-    "cohere": "COHERE_API_KEY",
-}
-#: read when `base_url` is unset (the SDKs' own variables)
-BASE_URL_ENV: dict[str, str] = {"openai": "OPENAI_BASE_URL", "cohere": "CO_API_URL"}
+from llm_orchestrator.settings import (
+    BUILTIN_EMBEDDERS,
+    EmbedderSettings,
+    EmbedderType,
+    ProviderSettings,
+    Settings,
+)
 
 #: (module to look for, pip package, extra) each embedder type needs
 _REQUIREMENTS: dict[EmbedderType, list[tuple[str, str, str]]] = {
@@ -61,38 +43,6 @@ _REQUIREMENTS: dict[EmbedderType, list[tuple[str, str, str]]] = {
     "openai_compatible": [("openai", "openai", "openai")],
     "cohere": [("cohere", "cohere", "cohere")],
 }
-
-
-class EmbedderSettings(BaseModel):
-    """One embedder instance."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: EmbedderType
-    api_key: SecretStr | None = None
-    #: environment variable holding the key; default: the vendor's usual one
-    api_key_env: str | None = None
-    base_url: str | None = None
-    default_model: str | None = None
-    timeout_seconds: float = Field(default=60.0, gt=0)
-
-    def key_env(self) -> str | None:
-        return self.api_key_env or DEFAULT_KEY_ENV[self.type]
-
-    def resolve_api_key(self) -> str | None:
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        env = self.key_env()
-        return os.environ.get(env) if env else None
-
-    def resolve_base_url(self) -> str | None:
-        if self.base_url:
-            return self.base_url
-        env = BASE_URL_ENV.get(self.type)
-        return (os.environ.get(env) or None) if env else None
-
-    def model_or_default(self, model: str | None = None) -> str:
-        return model or self.default_model or DEFAULT_EMBEDDING_MODELS[self.type]
 
 
 def from_provider(cfg: ProviderSettings) -> EmbedderSettings | None:

@@ -39,7 +39,9 @@ class Services:
     def embedders(self) -> EmbedderRegistry:
         """Embedders by name: the settings plus the workflow's own providers."""
         if self._embedders is None:
-            self._embedders = EmbedderRegistry(self.settings, providers=self.providers.extra)
+            self._embedders = EmbedderRegistry(
+                self.settings, configs=self.settings.embedders, providers=self.providers.extra
+            )
         return self._embedders
 
     async def aclose(self) -> None:

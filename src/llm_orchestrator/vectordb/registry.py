@@ -13,53 +13,14 @@ import asyncio
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from typing import Any
 
 from llm_orchestrator.exceptions import ConfigurationError
+from llm_orchestrator.settings import ChromaConfig, QdrantConfig, Settings, VectorStoreConfig
 from llm_orchestrator.vectordb.base import VectorStore
 
 DEFAULT_STORE = "default"
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ChromaConfig(_Strict):
-    type: Literal["chroma"]
-    #: embedded store directory; relative paths are under LLMO_HOME
-    path: str | None = None
-    #: a Chroma server (`chroma run`); give host or path, not both
-    host: str | None = None
-    port: int = Field(default=8000, ge=1, le=65535)
-    ssl: bool = False
-
-    @model_validator(mode="after")
-    def _one_location(self) -> ChromaConfig:
-        if self.path is not None and self.host is not None:
-            raise ValueError("give either path (embedded) or host (server), not both")
-        return self
-
-
-class QdrantConfig(_Strict):
-    type: Literal["qdrant"]
-    #: local mode (embedded) directory; relative paths are under LLMO_HOME
-    path: str | None = None
-    #: a Qdrant server, e.g. http://127.0.0.1:6333
-    url: str | None = None
-    api_key: SecretStr | None = None
-    timeout_seconds: float = Field(default=30.0, gt=0)
-
-    @model_validator(mode="after")
-    def _one_location(self) -> QdrantConfig:
-        if (self.path is None) == (self.url is None):
-            raise ValueError("give exactly one of path (local mode) or url (server)")
-        return self
-
-
-VectorStoreConfig = Annotated[ChromaConfig | QdrantConfig, Field(discriminator="type")]
 
 _shared: dict[tuple[str, str, str], VectorStore] = {}
 _shared_lock = threading.Lock()
@@ -89,9 +50,9 @@ class VectorStoreRegistry:
             self.configs[DEFAULT_STORE] = _default_config()
 
     @classmethod
-    def from_settings(cls, settings: Any) -> VectorStoreRegistry:
-        """From `settings.vector_stores` when Settings has that field, else defaults only."""
-        return cls(getattr(settings, "vector_stores", None), settings.home)
+    def from_settings(cls, settings: Settings) -> VectorStoreRegistry:
+        """The stores of `vector_stores:` in the config file, plus `default`."""
+        return cls(settings.vector_stores, settings.home)
 
     def names(self) -> list[str]:
         return sorted(self.configs)
