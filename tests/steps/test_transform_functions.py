@@ -393,3 +393,46 @@ async def test_regex_extract_templated_pattern_checked_at_run(services: Services
     vars = {**VARS, "inputs": {"pattern": "(", "text": "n=42"}}
     with pytest.raises(StepFailedError, match="invalid parameters after rendering: pattern"):
         await run(services, "regex_extract", "inputs.text", vars, pattern="{{ inputs.pattern }}")
+
+
+# -- context --------------------------------------------------------------------------------
+
+HITS = [
+    {"id": "a", "score": 0.4, "text": "Apples are red.", "metadata": {"source": "fruit.md"}},
+    {"id": "b", "score": 0.9, "text": "Bananas are yellow.", "metadata": {"source": "fruit.md"}},
+    {"id": "a2", "score": 0.3, "text": "apples   are RED.", "metadata": {}},
+    {"id": "c", "score": 0.7, "text": "Cherries " + "are small " * 40, "metadata": {}},
+]
+
+
+async def test_context_dedupes_orders_and_cites(services: Services) -> None:
+    out = await run(services, "context", ["{{ inputs.hits }}"], {"inputs": {"hits": HITS}})
+    assert [c["id"] for c in out["citations"]] == ["b", "c", "a"]
+    assert out["text"].startswith("[1] Bananas are yellow.\n\n[2] Cherries")
+    assert "[3] Apples are red." in out["text"] and "a2" not in str(out["citations"])
+    assert out["citations"][0] == {"n": 1, "id": "b", "metadata": {"source": "fruit.md"}}
+    assert out["dropped"] == 0
+
+
+async def test_context_keeps_whole_passages_within_the_budget(services: Services) -> None:
+    out = await run(
+        services,
+        "context",
+        ["{{ inputs.hits }}", "{{ inputs.more }}"],
+        {"inputs": {"hits": HITS, "more": ["Dates are sweet."]}},
+        max_tokens=20,
+        order="input",
+        citation="<{n}>",
+    )
+    # the long cherry passage does not fit: left out whole, the ones after it still fit
+    assert [c["id"] for c in out["citations"]] == ["a", "b", "Dates are sweet."]
+    assert out["text"] == "<1> Apples are red.\n\n<2> Bananas are yellow.\n\n<3> Dates are sweet."
+    assert out["used_tokens"] <= 20 and out["dropped"] == 1
+
+
+async def test_context_rejects_what_is_not_a_passage(services: Services) -> None:
+    message = await fails(
+        services, "context", ["{{ inputs.hits }}"], vars={"inputs": {"hits": [{"id": 1}]}}
+    )
+    assert "passage 1" in message
+    assert problems(services, "context", ["inputs.hits"], citation="no number")

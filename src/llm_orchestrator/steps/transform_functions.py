@@ -547,6 +547,92 @@ def regex_extract(inputs: list[Any], params: RegexExtractParams, vars: Mapping[s
     return match.group(params.group)
 
 
+# -- context ----------------------------------------------------------------------------------
+
+
+class ContextParams(TransformParams):
+    max_tokens: int = Field(default=2000, ge=1)
+    order: Literal["score", "input"] = "score"
+    citation: str = "[{n}]"
+    separator: str = "\n\n"
+
+    @field_validator("citation")
+    @classmethod
+    def _has_number(cls, value: str) -> str:
+        if "{n}" not in value:
+            raise ValueError("citation must contain {n}, the passage number")
+        return value
+
+
+def estimate_tokens(text: str) -> int:
+    """About 4 characters per token, the usual rule of thumb for English text."""
+    return max(1, -(-len(text) // 4))
+
+
+def _passage(hit: Any, position: int) -> tuple[str, str, float, Any]:
+    if isinstance(hit, str):
+        return hit, hit, 0.0, {}
+    if not isinstance(hit, Mapping) or not isinstance(hit.get("text"), str):
+        raise TransformDataError(
+            f"passage {position} is {_type_name(hit)}; expected text or {{id, text, score,"
+            " metadata}} (a vector_search result)"
+        )
+    score = hit.get("score")
+    return (
+        str(hit.get("id", hit["text"])),
+        hit["text"],
+        float(score) if isinstance(score, int | float) else 0.0,
+        hit.get("metadata") or {},
+    )
+
+
+def context(inputs: list[Any], params: ContextParams, vars: Mapping[str, Any]) -> Any:
+    """Retrieved passages as prompt context: duplicates dropped, ordered, cut to a token
+    budget, each marked with a citation number. Inputs are lists of passages (strings or
+    vector_search results, several lists are merged).
+
+    max_tokens (2000): the budget (estimated at 4 characters per token); passages that do
+      not fit whole are left out, never cut mid-way.
+    order ("score"): "score" puts the best first; "input" keeps the given order.
+    citation ("[{n}]"): the marker put before each passage.
+    separator ("\n\n"): between passages.
+    Result: {text, citations: [{n, id, metadata}], used_tokens, dropped}.
+    """
+    passages: list[tuple[str, str, float, Any]] = []
+    seen: set[str] = set()
+    position = 0
+    for value in inputs:
+        for hit in _require_list(value, "each input"):
+            position += 1
+            passage = _passage(hit, position)
+            key = " ".join(passage[1].split()).lower()
+            if key in seen:
+                continue
+            seen.add(key)
+            passages.append(passage)
+    if params.order == "score":
+        passages.sort(key=lambda p: p[2], reverse=True)
+    parts: list[str] = []
+    citations: list[dict[str, Any]] = []
+    used = 0
+    dropped = 0
+    for passage_id, text, _score, metadata in passages:
+        block = f"{params.citation.format(n=len(citations) + 1)} {text.strip()}"
+        cost = estimate_tokens(block + params.separator)
+        if used + cost > params.max_tokens:
+            dropped += 1
+            continue
+        used += cost
+        parts.append(block)
+        citations.append({"n": len(citations) + 1, "id": passage_id, "metadata": metadata})
+    return {
+        "text": params.separator.join(parts),
+        "citations": citations,
+        "used_tokens": used,
+        "dropped": dropped,
+    }
+
+
 # -- registry ---------------------------------------------------------------------------------
 
 _BUILTIN_LIST: list[TransformFunction[Any]] = [
@@ -567,6 +653,7 @@ _BUILTIN_LIST: list[TransformFunction[Any]] = [
     TransformFunction("split", split, SplitParams),
     TransformFunction("join", join, JoinParams),
     TransformFunction("regex_extract", regex_extract, RegexExtractParams),
+    TransformFunction("context", context, ContextParams, min_inputs=1, max_inputs=None),
 ]
 BUILTINS: dict[str, TransformFunction[Any]] = {f.name: f for f in _BUILTIN_LIST}
 
