@@ -232,7 +232,48 @@ class QdrantConfig(_Strict):
         return self
 
 
-VectorStoreConfig = Annotated[ChromaConfig | QdrantConfig, Field(discriminator="type")]
+class PgVectorConfig(_Strict):
+    """PostgreSQL with the pgvector extension; one table per index."""
+
+    type: Literal["pgvector"]
+    #: postgresql://user:password@host:port/database (the extension must be available)
+    url: str
+    #: schema the index tables live in (created if missing)
+    db_schema: str = "llmo_vectors"
+    #: PostgreSQL text search configuration for keyword/hybrid search
+    text_search_config: str = "english"
+    pool_size: int = Field(default=5, ge=1)
+
+
+class PineconeConfig(_Strict):
+    """Pinecone (serverless); the API key comes from here or PINECONE_API_KEY."""
+
+    type: Literal["pinecone"]
+    api_key: SecretStr | None = None
+    #: control-plane host; None means Pinecone's public API
+    host: str | None = None
+    cloud: str = "aws"
+    region: str = "us-east-1"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class WeaviateConfig(_Strict):
+    """A Weaviate v4 server: REST on `url`, gRPC on `grpc_host`:`grpc_port`."""
+
+    type: Literal["weaviate"]
+    #: e.g. http://127.0.0.1:8080
+    url: str
+    #: defaults to the host of `url`
+    grpc_host: str | None = None
+    grpc_port: int = Field(default=50051, ge=1, le=65535)
+    api_key: SecretStr | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+VectorStoreConfig = Annotated[
+    ChromaConfig | QdrantConfig | PgVectorConfig | PineconeConfig | WeaviateConfig,
+    Field(discriminator="type"),
+]
 
 
 class Settings(BaseSettings):

@@ -217,3 +217,23 @@ class VectorStoreContract:
         hits = await store.search("many", [1.0, 0.0], top_k=3, where={"i": {"$gte": 600}})
         assert [h.id for h in hits] == ["r600", "r601", "r602"]
         assert hits[0].text is None
+
+    async def test_scan_returns_records_by_filter_and_namespace(self, loaded: VectorStore) -> None:
+        everything = await loaded.scan("docs")
+        assert sorted(r.id for r in everything) == ["a", "b", "c", "d", "e", "f"]
+        by_id = {r.id: r for r in everything}
+        assert by_id["c"].text == "text of c"
+        assert dict(by_id["c"].metadata) == {
+            "source": "blog",
+            "year": 2022,
+            "lang": "en",
+            "ok": True,
+        }
+        faq = await loaded.scan("docs", where={"source": "faq"})
+        assert sorted(r.id for r in faq) == ["a", "b"]
+        await loaded.upsert("docs", [VectorRecord("z", Q, "other ns", {"source": "faq"})], "ns")
+        assert [r.id for r in await loaded.scan("docs", {"source": "faq"}, "ns")] == ["z"]
+        assert sorted(r.id for r in await loaded.scan("docs", {"source": "faq"})) == ["a", "b"]
+        assert await loaded.scan("docs", where={"source": "nowhere"}) == []
+        with pytest.raises(IndexNotFoundError):
+            await loaded.scan("missing")

@@ -64,6 +64,15 @@ class SearchHit:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as `scan` returns it: no vector, no score."""
+
+    id: str
+    text: str | None
+    metadata: Mapping[str, MetadataValue]
+
+
+@dataclass(frozen=True, slots=True)
 class IndexInfo:
     name: str
     dimension: int
@@ -120,7 +129,35 @@ class VectorStore(Protocol):
         include_vectors: bool = False,
     ) -> list[SearchHit]: ...
 
+    async def scan(
+        self,
+        index: str,
+        where: Mapping[str, Any] | None = None,
+        namespace: str = "",
+    ) -> list[StoredRecord]:
+        """Every record of a namespace that matches `where` (all of them when None), in no
+        particular order; used by ingestion to see what a source already has."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class KeywordSearcher(Protocol):
+    """A store with its own full-text engine (pgvector: PostgreSQL full-text search).
+
+    Stores without one get a SQLite FTS5 mirror (`vectordb/keyword.py`). Scores are the
+    engine's relevance, higher is better, comparable only within one result list.
+    """
+
+    async def keyword_search(
+        self,
+        index: str,
+        query: str,
+        top_k: int = 5,
+        where: Mapping[str, Any] | None = None,
+        namespace: str = "",
+    ) -> list[SearchHit]: ...
 
 
 def check_metric(metric: str) -> Metric:

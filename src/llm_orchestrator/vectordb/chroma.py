@@ -21,6 +21,7 @@ from llm_orchestrator.vectordb.base import (
     IndexNotFoundError,
     Metric,
     SearchHit,
+    StoredRecord,
     VectorRecord,
     VectorStoreError,
     check_metric,
@@ -331,10 +332,35 @@ class ChromaStore:
             )
         return hits
 
+    async def scan(
+        self,
+        index: str,
+        where: Mapping[str, Any] | None = None,
+        namespace: str = "",
+    ) -> list[StoredRecord]:
+        col, _info = await self._collection(index)
+        result = await self._on(
+            col.get, where=self._where(col, where, namespace), include=["metadatas", "documents"]
+        )
+        records: list[StoredRecord] = []
+        for meta, doc in zip(result["metadatas"], result["documents"], strict=True):
+            meta = dict(meta or {})
+            record_id = str(meta.pop(_ID))
+            meta.pop(_NS, None)
+            records.append(StoredRecord(id=record_id, text=doc or None, metadata=meta))
+        return records
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await self._run(_close_client, client)
+
+
+def from_config(name: str, config: Any, resolve: Callable[[str], Path]) -> ChromaStore:
+    """The store of a `ChromaConfig` (registry hook)."""
+    if config.host is not None:
+        return ChromaStore(host=config.host, port=config.port, ssl=config.ssl, name=name)
+    return ChromaStore(resolve(config.path or "vectors/chroma"), name=name)
 
 
 def _close_client(client: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from llm_orchestrator.vectordb.base import (
     IndexNotFoundError,
     Metric,
     SearchHit,
+    StoredRecord,
     VectorRecord,
     VectorStoreError,
     check_metric,
@@ -240,7 +241,47 @@ class QdrantStore:
             )
         return hits
 
+    async def scan(
+        self,
+        index: str,
+        where: Mapping[str, Any] | None = None,
+        namespace: str = "",
+    ) -> list[StoredRecord]:
+        await self._info(index)
+        client = self._api()
+        records: list[StoredRecord] = []
+        offset: Any = None
+        while True:
+            points, offset = await client.scroll(
+                index,
+                scroll_filter=qdrant_filter(where, _NS, namespace),
+                limit=_BATCH,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False,
+            )
+            for point in points:
+                payload = dict(point.payload or {})
+                record_id = str(payload.pop(_ID))
+                text = payload.pop(_TEXT, None)
+                payload.pop(_NS, None)
+                records.append(StoredRecord(id=record_id, text=text, metadata=payload))
+            if offset is None:
+                return records
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+
+
+def from_config(name: str, config: Any, resolve: Callable[[str], Path]) -> QdrantStore:
+    """The store of a `QdrantConfig` (registry hook)."""
+    if config.url is not None:
+        return QdrantStore(
+            url=config.url,
+            api_key=config.api_key,
+            timeout_seconds=config.timeout_seconds,
+            name=name,
+        )
+    return QdrantStore(resolve(config.path), name=name)

@@ -16,11 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from llm_orchestrator.exceptions import ConfigurationError
-from llm_orchestrator.settings import ChromaConfig, QdrantConfig, Settings, VectorStoreConfig
+from llm_orchestrator.settings import ChromaConfig, Settings, VectorStoreConfig
 from llm_orchestrator.vectordb.base import VectorStore
 
 DEFAULT_STORE = "default"
 
+#: store type -> (adapter module, client package it imports, pip extra that installs it);
+#: each adapter module has `from_config(name, config, resolve_path) -> VectorStore`
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    "chroma": ("llm_orchestrator.vectordb.chroma", "chromadb", "rag"),
+    "qdrant": ("llm_orchestrator.vectordb.qdrant", "qdrant_client", "rag"),
+    "pgvector": ("llm_orchestrator.vectordb.pgvector", "pgvector", "pgvector"),
+    "pinecone": ("llm_orchestrator.vectordb.pinecone", "pinecone", "pinecone"),
+    "weaviate": ("llm_orchestrator.vectordb.weaviate", "weaviate", "weaviate"),
+}
 
 _shared: dict[tuple[str, str, str], VectorStore] = {}
 _shared_lock = threading.Lock()
@@ -34,18 +43,19 @@ class VectorStoreRegistry:
     """Resolves store names to (shared) store instances; `check` never touches the network."""
 
     def __init__(self, configs: Mapping[str, Any] | None, home: Path) -> None:
-        self.home = home
-        self.configs: dict[str, ChromaConfig | QdrantConfig] = {}
-        for name, raw in (configs or {}).items():
-            if isinstance(raw, ChromaConfig | QdrantConfig):
-                self.configs[name] = raw
-            else:
-                from pydantic import TypeAdapter, ValidationError
+        from pydantic import BaseModel, TypeAdapter, ValidationError
 
-                try:
-                    self.configs[name] = TypeAdapter(VectorStoreConfig).validate_python(raw)
-                except ValidationError as exc:
-                    raise ConfigurationError(f"vector_stores.{name}: {exc}") from exc
+        self.home = home
+        self.configs: dict[str, Any] = {}
+        adapter: TypeAdapter[Any] = TypeAdapter(VectorStoreConfig)
+        for name, raw in (configs or {}).items():
+            if isinstance(raw, BaseModel):
+                self.configs[name] = raw
+                continue
+            try:
+                self.configs[name] = adapter.validate_python(raw)
+            except ValidationError as exc:
+                raise ConfigurationError(f"vector_stores.{name}: {exc}") from exc
         if DEFAULT_STORE not in self.configs:
             self.configs[DEFAULT_STORE] = _default_config()
 
@@ -59,7 +69,7 @@ class VectorStoreRegistry:
 
     def kind(self, name: str) -> str | None:
         config = self.configs.get(name)
-        return config.type if config is not None else None
+        return str(config.type) if config is not None else None
 
     def check(self, name: str) -> str | None:
         """Why `name` cannot be used (unknown, or its client package missing), or None."""
@@ -71,10 +81,10 @@ class VectorStoreRegistry:
             )
         import importlib.util
 
-        module, extra = ("chromadb", "rag") if config.type == "chroma" else ("qdrant_client", "rag")
-        if importlib.util.find_spec(module) is None:
+        _module, package, extra = BACKENDS[config.type]
+        if importlib.util.find_spec(package) is None:
             return (
-                f"vector store '{name}' ({config.type}) needs the package '{module}': "
+                f"vector store '{name}' ({config.type}) needs the package '{package}': "
                 f"pip install 'llm-orchestrator[{extra}]'"
             )
         return None
@@ -96,24 +106,12 @@ class VectorStoreRegistry:
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.home / p
 
-    def _construct(self, name: str, config: ChromaConfig | QdrantConfig) -> VectorStore:
-        if isinstance(config, ChromaConfig):
-            from llm_orchestrator.vectordb.chroma import ChromaStore
+    def _construct(self, name: str, config: Any) -> VectorStore:
+        import importlib
 
-            if config.host is not None:
-                return ChromaStore(host=config.host, port=config.port, ssl=config.ssl, name=name)
-            return ChromaStore(self._path(config.path or "vectors/chroma"), name=name)
-        from llm_orchestrator.vectordb.qdrant import QdrantStore
-
-        if config.url is not None:
-            return QdrantStore(
-                url=config.url,
-                api_key=config.api_key,
-                timeout_seconds=config.timeout_seconds,
-                name=name,
-            )
-        assert config.path is not None
-        return QdrantStore(self._path(config.path), name=name)
+        module = importlib.import_module(BACKENDS[config.type][0])
+        store: VectorStore = module.from_config(name, config, self._path)
+        return store
 
 
 async def close_all_vector_stores() -> None:
