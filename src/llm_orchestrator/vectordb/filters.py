@@ -171,9 +171,19 @@ def qdrant_filter(raw: Mapping[str, Any] | None, namespace_key: str, namespace: 
 
 
 def validate_for(kind: str, raw: Mapping[str, Any]) -> None:
-    """Parse and translate for a store kind without contacting it (raises ValueError)."""
+    """Parse and translate for a store kind without contacting it (raises ValueError).
+
+    Chroma and Qdrant translate here; another store's adapter module
+    (`llm_orchestrator.vectordb.<kind>`, importable without its client package) offers
+    `translate_filter(node)`.
+    """
     node = parse_filter(raw)
     if kind == "chroma":
         to_chroma(node)
     elif kind == "qdrant":
         to_qdrant(node)
+    else:
+        import importlib
+
+        module = importlib.import_module(f"llm_orchestrator.vectordb.{kind}")
+        module.translate_filter(node)
