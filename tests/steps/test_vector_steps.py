@@ -92,7 +92,7 @@ async def test_upsert_search_delete_on_the_default_store(
     assert [h["id"] for h in hits] == ["b", "c"]
     assert hits[0]["text"] == "b" and hits[0]["metadata"] == {"year": 2021}
     assert hits[0]["score"] > hits[1]["score"]
-    assert set(hits[0]) == {"id", "score", "text", "metadata"}
+    assert set(hits[0]) == {"id", "score", "text", "metadata", "index"}
     assert [h["id"] for h in result.outputs["again"]["results"]] == ["a", "c", "4"]
     assert all(h["metadata"] == {} for h in result.outputs["again"]["results"])
     # the default store lives under LLMO_HOME
@@ -154,6 +154,15 @@ steps:
     index: faq
     query: [1, 0]
     mode: hybrid
+  - id: s5
+    type: vector_search
+    index: faq
+    query: hello
+    hybrid: {k: 10}
+  - id: s6
+    type: vector_search
+    index: [faq, faq]
+    query: hello
   - id: s4
     type: delete
     index: faq
@@ -163,9 +172,11 @@ steps:
     text = "\n".join(problems)
     assert "unknown vector store 'pinecone-prod'; configured: default" in text
     assert "unknown operator '$regex'" in text
-    assert "mode 'hybrid' is not supported yet" in text
+    assert "mode 'hybrid' needs a text query, not a vector" in text
+    assert "hybrid settings have no effect with mode 'vector'" in text
+    assert "the same index is listed twice" in text
     assert "unknown operator '$not'" in text
-    assert len(problems) == 4, problems
+    assert len(problems) == 6, problems
 
 
 def test_delete_needs_ids_or_filter(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ import pytest
 
 from llm_orchestrator.exceptions import ConfigurationError
 from llm_orchestrator.settings import Settings
+from llm_orchestrator.vectordb.base import VectorStore
 from llm_orchestrator.vectordb.chroma import ChromaStore
+from llm_orchestrator.vectordb.keyword import KeywordMirror
 from llm_orchestrator.vectordb.qdrant import QdrantStore
 from llm_orchestrator.vectordb.registry import (
     ChromaConfig,
@@ -17,12 +19,18 @@ from llm_orchestrator.vectordb.registry import (
 )
 
 
+def inner(store: VectorStore) -> VectorStore:
+    assert isinstance(store, KeywordMirror)
+    return store.inner
+
+
 async def test_default_is_embedded_chroma_under_home(settings: Settings) -> None:
     registry = VectorStoreRegistry.from_settings(settings)
     assert registry.names() == ["default"]
     store = registry.get("default")
-    assert isinstance(store, ChromaStore)
-    assert store.path == settings.home / "vectors" / "chroma"
+    assert isinstance(store, KeywordMirror) and isinstance(store.inner, ChromaStore)
+    assert store.inner.path == settings.home / "vectors" / "chroma"
+    assert store.keywords.path.parent == settings.home / "vectors" / "keyword"
     assert registry.get("default") is store  # shared
     assert VectorStoreRegistry(None, settings.home).get("default") is store
     await close_all_vector_stores()
@@ -40,13 +48,13 @@ async def test_configured_stores(tmp_path: Path) -> None:
         },
         tmp_path,
     )
-    server = registry.get("server")
+    server = inner(registry.get("server"))
     assert isinstance(server, ChromaStore) and (server.host, server.port) == ("127.0.0.1", 8123)
-    local = registry.get("q")
+    local = inner(registry.get("q"))
     assert isinstance(local, QdrantStore) and local.path == tmp_path / "abs"
-    remote = registry.get("qs")
+    remote = inner(registry.get("qs"))
     assert isinstance(remote, QdrantStore) and remote.url == "http://127.0.0.1:6333"
-    default = registry.get("default")
+    default = inner(registry.get("default"))
     assert isinstance(default, ChromaStore) and default.path == tmp_path / "elsewhere"
     assert registry.kind("q") == "qdrant" and registry.kind("nope") is None
     await close_all_vector_stores()

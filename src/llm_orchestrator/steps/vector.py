@@ -13,17 +13,23 @@
       top_k: 5
       filter: {source: faq, year: {$gte: 2020}}
 
-`vector_search` outputs a list of {id, score, text, metadata} (higher score is closer).
-Only `mode: vector` works today; keyword and hybrid are reported at validation.
+      mode: hybrid                   # vector (default) | keyword (BM25) | hybrid (both, RRF)
+
+`vector_search` outputs a list of {id, score, text, metadata, index} (higher score is
+better; hybrid scores are fused RRF scores). `index:` may list several indexes: they are
+searched in parallel, each list's scores normalised to [0, 1], duplicates merged (each result
+then also has `indexes`, every index it was found in). See `vectordb/fusion.py`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llm_orchestrator.aio import gather
 from llm_orchestrator.embeddings.base import EmbeddingRequest
 from llm_orchestrator.engine.context import StepContext, StepOutput
 from llm_orchestrator.engine.templates import CompiledTemplate
@@ -38,12 +44,15 @@ from llm_orchestrator.steps.base import (
 from llm_orchestrator.steps.params import Problem, has_template, is_template
 from llm_orchestrator.vectordb.base import (
     IndexNotFoundError,
+    KeywordSearcher,
     MetadataValue,
     Metric,
+    SearchHit,
     VectorRecord,
     VectorStore,
 )
 from llm_orchestrator.vectordb.filters import parse_filter, validate_for
+from llm_orchestrator.vectordb.fusion import RRF_K, MergedHit, merge_indexes, reciprocal_rank_fusion
 from llm_orchestrator.vectordb.registry import DEFAULT_STORE, VectorStoreRegistry
 from llm_orchestrator.workflow.spec import StepSpec
 
@@ -101,23 +110,57 @@ def _render_filter(compiled: Any, ctx: StepContext) -> dict[str, Any] | None:
 # -- vector_search ------------------------------------------------------------------------
 
 
+class HybridSpec(BaseModel):
+    """Weighted Reciprocal Rank Fusion of the vector and keyword result lists."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(default=RRF_K, ge=1)
+    vector_weight: float = Field(default=1.0, ge=0)
+    keyword_weight: float = Field(default=1.0, ge=0)
+    #: results taken from each side before fusing; default max(4 * top_k, 20)
+    candidates: int | None = Field(default=None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> HybridSpec:
+        if self.vector_weight == 0 and self.keyword_weight == 0:
+            raise ValueError("vector_weight and keyword_weight cannot both be 0")
+        return self
+
+
 class VectorSearchSpec(_VectorSpec):
     type: Literal["vector_search"]
+    #: one index, or several searched in parallel (scores normalised, duplicates merged)
+    index: str | list[str]  # type: ignore[assignment]
     #: a list of numbers, or text (embedded with the embedder recorded for the index);
-    #: templates rendering to either are fine
+    #: templates rendering to either are fine. keyword and hybrid modes need text.
     query: str | list[float]
     top_k: int = Field(default=5, ge=1, le=10_000)
     #: portable metadata filter, e.g. {source: faq, year: {$gte: 2020}}
     filter: dict[str, Any] | None = None
     include_metadata: bool = True
     include_vectors: bool = False
+    #: vector (embedding similarity), keyword (BM25 full-text) or hybrid (both, fused by RRF)
     mode: Literal["vector", "keyword", "hybrid"] = "vector"
+    hybrid: HybridSpec = Field(default_factory=HybridSpec)
 
     default_outputs: ClassVar[tuple[str, ...]] = ("results",)
     positional_outputs: ClassVar[int] = 1
 
+    @model_validator(mode="after")
+    def _indexes(self) -> VectorSearchSpec:
+        names = [self.index] if isinstance(self.index, str) else self.index
+        if not names or any(not n for n in names):
+            raise ValueError("index: give an index name or a non-empty list of names")
+        if len(set(names)) != len(names):
+            raise ValueError("index: the same index is listed twice")
+        return self
+
+    def index_names(self) -> list[str]:
+        return [self.index] if isinstance(self.index, str) else list(self.index)
+
     def template_fields(self) -> dict[str, str]:
-        extra: dict[str, Any] = {"filter": self.filter or {}}
+        extra: dict[str, Any] = {"filter": self.filter or {}, "index": self.index}
         if isinstance(self.query, str):
             extra["query"] = self.query
         return self._fields(**extra)
@@ -130,18 +173,27 @@ class VectorSearchStepKind(StepKind[VectorSearchSpec]):
     def __init__(self, spec: VectorSearchSpec, services: Services) -> None:
         super().__init__(spec, services)
         self._bound = _Bound(spec, services)
+        self._indexes = [CompiledTemplate(name) for name in spec.index_names()]
         self._query = CompiledTemplate(spec.query) if isinstance(spec.query, str) else spec.query
         self._filter = compile_templates(spec.filter) if spec.filter is not None else None
 
     @classmethod
     def check(cls, spec: VectorSearchSpec, services: Services) -> list[Problem]:
         problems = _check_common(spec, services, spec.filter)
-        if spec.mode != "vector":
+        if spec.mode != "vector" and not isinstance(spec.query, str):
             problems.append(
                 (
-                    f"mode '{spec.mode}' is not supported yet; only vector search is",
-                    "mode",
-                    "use mode: vector (the default)",
+                    f"mode '{spec.mode}' needs a text query, not a vector",
+                    "query",
+                    "give the question as text, or use mode: vector",
+                )
+            )
+        if "hybrid" in spec.model_fields_set and spec.mode != "hybrid":
+            problems.append(
+                (
+                    f"hybrid settings have no effect with mode '{spec.mode}'",
+                    "hybrid",
+                    "set mode: hybrid, or remove the hybrid block",
                 )
             )
         return problems
@@ -149,66 +201,134 @@ class VectorSearchStepKind(StepKind[VectorSearchSpec]):
     async def run(self, ctx: StepContext) -> StepOutput:
         spec = self.spec
         store = self._bound.store(spec.database)
-        index = self._bound.index.render_str(ctx.vars)
+        indexes = [t.render_str(ctx.vars) for t in self._indexes]
         namespace = self._bound.namespace.render_str(ctx.vars)
         query = render_value(self._query, ctx.vars)
-        vector = await self._vector(ctx, store, index, query)
-        hits = await store.search(
-            index,
-            vector,
-            top_k=spec.top_k,
-            where=_render_filter(self._filter, ctx),
-            namespace=namespace,
-            include_vectors=spec.include_vectors,
-        )
-        results = [
-            h.to_dict(include_metadata=spec.include_metadata, include_vector=spec.include_vectors)
-            for h in hits
-        ]
-        info = {"database": spec.database, "index": index, "hits": len(results)}
+        where = _render_filter(self._filter, ctx)
+        search = _Search(self, ctx, store, query, where, namespace)
+        found = await gather([search.one(index) for index in indexes])
+        per_index = list(zip(indexes, found, strict=True))
+        if len(per_index) == 1:
+            index, hits = per_index[0]
+            merged = [MergedHit(hit, [index]) for hit in hits]
+        else:
+            merged = merge_indexes(per_index)[: spec.top_k]
+        results = []
+        for item in merged:
+            out = item.hit.to_dict(
+                include_metadata=spec.include_metadata, include_vector=spec.include_vectors
+            )
+            out["index"] = item.indexes[0]
+            if len(indexes) > 1:
+                out["indexes"] = item.indexes
+            results.append(out)
+        info = {
+            "database": spec.database,
+            "index": indexes[0] if len(indexes) == 1 else indexes,
+            "mode": spec.mode,
+            "hits": len(results),
+        }
         return StepOutput(values=(results,), raw={"results": results}, info=info)
 
-    async def _vector(
-        self, ctx: StepContext, store: VectorStore, index: str, query: Any
-    ) -> list[float]:
+
+class _Search:
+    """One run of a vector_search step: per-index search in the step's mode."""
+
+    def __init__(
+        self,
+        kind: VectorSearchStepKind,
+        ctx: StepContext,
+        store: VectorStore,
+        query: Any,
+        where: dict[str, Any] | None,
+        namespace: str,
+    ) -> None:
+        self.kind, self.spec, self.ctx, self.store = kind, kind.spec, ctx, store
+        self.query, self.where, self.namespace = query, where, namespace
+        #: (embedder, model) -> query vector, so indexes sharing an embedder embed once
+        self._vectors: dict[tuple[str, str], asyncio.Future[list[float]]] = {}
+
+    def _fail(self, message: str) -> StepFailedError:
+        return StepFailedError(f"step '{self.ctx.step_id}': {message}", step_id=self.ctx.step_id)
+
+    async def one(self, index: str) -> list[SearchHit]:
+        spec = self.spec
+        try:
+            if spec.mode == "vector":
+                return await self._vector_hits(index, spec.top_k)
+            if spec.mode == "keyword":
+                return await self._keyword_hits(index, spec.top_k)
+            depth = spec.hybrid.candidates or max(4 * spec.top_k, 20)
+            by_vector, by_keyword = await gather(
+                [self._vector_hits(index, depth), self._keyword_hits(index, depth)]
+            )
+            fused = reciprocal_rank_fusion(
+                [by_vector, by_keyword],
+                [spec.hybrid.vector_weight, spec.hybrid.keyword_weight],
+                k=spec.hybrid.k,
+            )
+            return fused[: spec.top_k]
+        except IndexNotFoundError as exc:
+            raise self._fail(str(exc)) from exc
+
+    async def _keyword_hits(self, index: str, top_k: int) -> list[SearchHit]:
+        text = self._text()
+        if not isinstance(self.store, KeywordSearcher):  # the registry mirrors every store
+            raise self._fail(f"store '{self.spec.database}' has no keyword search")
+        return await self.store.keyword_search(index, text, top_k, self.where, self.namespace)
+
+    async def _vector_hits(self, index: str, top_k: int) -> list[SearchHit]:
+        vector = await self._vector(index)
+        return await self.store.search(
+            index,
+            vector,
+            top_k=top_k,
+            where=self.where,
+            namespace=self.namespace,
+            include_vectors=self.spec.include_vectors,
+        )
+
+    def _text(self) -> str:
+        if not isinstance(self.query, str) or not self.query.strip():
+            raise self._fail(
+                f"query rendered to {type(self.query).__name__}; mode '{self.spec.mode}' "
+                "needs non-empty text"
+            )
+        return self.query
+
+    async def _vector(self, index: str) -> list[float]:
+        query = self.query
         if isinstance(query, list | tuple):
             if not query or not all(
                 isinstance(x, int | float) and not isinstance(x, bool) for x in query
             ):
-                raise StepFailedError(
-                    f"step '{ctx.step_id}': query must be a non-empty list of numbers or text",
-                    step_id=ctx.step_id,
-                )
+                raise self._fail("query must be a non-empty list of numbers or text")
             return [float(x) for x in query]
         if not isinstance(query, str) or not query.strip():
-            raise StepFailedError(
-                f"step '{ctx.step_id}': query rendered to {type(query).__name__}; give a list "
-                "of numbers or non-empty text",
-                step_id=ctx.step_id,
+            raise self._fail(
+                f"query rendered to {type(query).__name__}; give a list of numbers or "
+                "non-empty text"
             )
-        return await self._embed(ctx, store, index, query)
-
-    async def _embed(
-        self, ctx: StepContext, store: VectorStore, index: str, text: str
-    ) -> list[float]:
-        try:
-            meta = await store.index_metadata(index)
-        except IndexNotFoundError as exc:
-            raise StepFailedError(f"step '{ctx.step_id}': {exc}", step_id=ctx.step_id) from exc
+        meta = await self.store.index_metadata(index)
         name = meta.get(_INDEX_EMBEDDER)
         if not isinstance(name, str):
-            raise StepFailedError(
-                f"step '{ctx.step_id}': a text query needs an embedder, and index '{index}' "
-                "has none recorded; give the query as a vector, or ingest with an `upsert` "
-                "step that names `embedder:`",
-                step_id=ctx.step_id,
+            raise self._fail(
+                f"a text query needs an embedder, and index '{index}' has none recorded; "
+                "give the query as a vector, or write the index with `llm-orchestrator ingest` "
+                "or an `upsert` step that names `embedder:`"
             )
-        embedder = await self.services.embedders.aget(name)
         model = meta.get(_INDEX_MODEL)
+        key = (name, model if isinstance(model, str) else "")
+        pending = self._vectors.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._embed(name, key[1] or None, query))
+            self._vectors[key] = pending
+        return await asyncio.shield(pending)
+
+    async def _embed(self, name: str, model: str | None, text: str) -> list[float]:
+        embedder = await self.kind.services.embedders.aget(name)
         response = await embedder.embed(
-            EmbeddingRequest(
-                model=model if isinstance(model, str) else embedder.default_model, texts=(text,)
-            )
+            EmbeddingRequest(model=model or embedder.default_model, texts=(text,))
         )
         return [float(x) for x in response.vectors[0]]
 

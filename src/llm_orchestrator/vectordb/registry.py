@@ -1,6 +1,7 @@
 """Vector stores by name.
 
 With no configuration, `default` is the embedded Chroma store under `<LLMO_HOME>/vectors/chroma`.
+Stores without a full-text engine are wrapped in a `KeywordMirror` (see `keyword.py`).
 Named stores come from a `vector_stores:` mapping of `VectorStoreConfig` (settings field
 `vector_stores: dict[str, VectorStoreConfig]`). Store instances are shared process-wide (one
 client per configuration: Qdrant's local mode allows only one per path); close them with
@@ -17,7 +18,7 @@ from typing import Any
 
 from llm_orchestrator.exceptions import ConfigurationError
 from llm_orchestrator.settings import ChromaConfig, Settings, VectorStoreConfig
-from llm_orchestrator.vectordb.base import VectorStore
+from llm_orchestrator.vectordb.base import KeywordSearcher, VectorStore
 
 DEFAULT_STORE = "default"
 
@@ -107,11 +108,20 @@ class VectorStoreRegistry:
         return p if p.is_absolute() else self.home / p
 
     def _construct(self, name: str, config: Any) -> VectorStore:
+        import hashlib
         import importlib
+
+        from llm_orchestrator.vectordb.keyword import KeywordIndex, KeywordMirror
 
         module = importlib.import_module(BACKENDS[config.type][0])
         store: VectorStore = module.from_config(name, config, self._path)
-        return store
+        if isinstance(store, KeywordSearcher):
+            return store
+        # no full-text engine of its own: keyword search from a local FTS5 mirror, one file
+        # per store name and location
+        digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
+        path = self.home / "vectors" / "keyword" / f"{name}-{digest}.sqlite"
+        return KeywordMirror(store, KeywordIndex(path))
 
 
 async def close_all_vector_stores() -> None:
