@@ -22,6 +22,7 @@ def _builtin() -> dict[str, type[StepKind[Any]]]:
     from llm_orchestrator.steps.embed import EmbedStepKind
     from llm_orchestrator.steps.llm import LLMStepKind
     from llm_orchestrator.steps.parallel import ParallelStepKind
+    from llm_orchestrator.steps.rerank import RerankStepKind
     from llm_orchestrator.steps.transform import TransformStepKind
     from llm_orchestrator.steps.vector import (
         DeleteStepKind,
@@ -39,6 +40,7 @@ def _builtin() -> dict[str, type[StepKind[Any]]]:
         VectorSearchStepKind,
         UpsertStepKind,
         DeleteStepKind,
+        RerankStepKind,
     ]
     return {k.type_name: k for k in kinds}
 
