@@ -61,7 +61,9 @@ async def run_example(name: str, settings: Settings) -> Any:
 
 
 def test_every_example_has_inputs() -> None:
-    assert sorted(p.stem for p in EXAMPLES.glob("*.yaml")) == sorted(INPUTS)
+    # the rag-* examples need an ingested index: tests/test_rag_examples.py
+    names = [p.stem for p in EXAMPLES.glob("*.yaml") if not p.stem.startswith("rag-")]
+    assert sorted(names) == sorted(INPUTS)
 
 
 @pytest.mark.parametrize("name", sorted(INPUTS))

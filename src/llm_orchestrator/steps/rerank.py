@@ -41,7 +41,8 @@ from llm_orchestrator.workflow.spec import StepSpec
 
 SCORE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 10}},
+    # an enum, not minimum/maximum: sampling grammars (llama.cpp) enforce enums only
+    "properties": {"score": {"type": "integer", "enum": list(range(11))}},
     "required": ["score"],
     "additionalProperties": False,
 }
