@@ -177,6 +177,9 @@ class EmbedderSettings(_Strict):
     base_url: str | None = None
     default_model: str | None = None
     timeout_seconds: float = Field(default=60.0, gt=0)
+    #: client-side limits and circuit breaker (remote embedders only)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
 
     def key_env(self) -> str | None:
         return self.api_key_env or DEFAULT_EMBEDDING_KEY_ENV[self.type]

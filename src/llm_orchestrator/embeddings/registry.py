@@ -17,12 +17,15 @@ import threading
 from collections.abc import Mapping
 
 from llm_orchestrator.embeddings.base import Embedder
+from llm_orchestrator.embeddings.managed import ManagedEmbedder
 from llm_orchestrator.exceptions import (
     ConfigurationError,
     CredentialsError,
     MissingDependencyError,
     OrchestratorError,
 )
+from llm_orchestrator.providers.circuit import CircuitBreaker
+from llm_orchestrator.providers.ratelimit import Throttle
 from llm_orchestrator.settings import (
     BUILTIN_EMBEDDERS,
     EmbedderSettings,
@@ -55,6 +58,8 @@ def from_provider(cfg: ProviderSettings) -> EmbedderSettings | None:
         api_key_env=cfg.api_key_env,
         base_url=cfg.base_url,
         timeout_seconds=cfg.timeout_seconds,
+        rate_limits=cfg.rate_limits,
+        circuit_breaker=cfg.circuit_breaker,
     )
 
 
@@ -130,7 +135,7 @@ class EmbedderRegistry:
         with _shared_lock:
             embedder = _shared.get(key)
             if embedder is None:
-                embedder = _shared[key] = self._construct(name, cfg)
+                embedder = _shared[key] = self._managed(name, cfg)
         self._resolved[name] = embedder
         return embedder
 
@@ -171,6 +176,17 @@ class EmbedderRegistry:
         if env is not None and not cfg.resolve_api_key():
             return CredentialsError(name, env)
         return None
+
+    def _managed(self, name: str, cfg: EmbedderSettings) -> Embedder:
+        embedder = self._construct(name, cfg)
+        if cfg.type == "local":
+            return embedder
+        breaker = CircuitBreaker(
+            cfg.circuit_breaker.failure_threshold,
+            cfg.circuit_breaker.recovery_seconds,
+            provider=name,
+        )
+        return ManagedEmbedder(name, embedder, breaker, Throttle(cfg.rate_limits))
 
     def _construct(self, name: str, cfg: EmbedderSettings) -> Embedder:
         """Import the vendor module only now; anything unexpected becomes ConfigurationError."""
