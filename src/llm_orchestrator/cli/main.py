@@ -30,6 +30,7 @@ from llm_orchestrator.cli.common import (
     settings_from_cli,
 )
 from llm_orchestrator.cli.display import ProgressPrinter
+from llm_orchestrator.cli.ingest import index_app, ingest_command
 from llm_orchestrator.cli.runs import db_app, recover_command, runs_app
 from llm_orchestrator.engine.events import Observer
 from llm_orchestrator.engine.result import RunResult, RunStatus
@@ -71,6 +72,8 @@ def _main(config: ConfigOption = None) -> None:
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.command("recover")(recover_command)
+app.command("ingest")(ingest_command)
+app.add_typer(index_app, name="index")
 
 
 def _print_problems(exc: WorkflowValidationError) -> None:

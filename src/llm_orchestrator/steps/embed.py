@@ -7,12 +7,12 @@ usage.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from llm_orchestrator.embeddings.base import EmbeddingRequest, EmbeddingResponse
+from llm_orchestrator.embeddings.base import EmbeddingResponse
+from llm_orchestrator.embeddings.batching import embed_batched
 from llm_orchestrator.engine.context import StepContext, StepOutput
 from llm_orchestrator.engine.templates import CompiledTemplate
 from llm_orchestrator.engine.usage import Usage
@@ -44,10 +44,6 @@ class EmbedSpec(StepSpec):
 
     def template_fields(self) -> dict[str, str]:
         return {"input": self.input}
-
-
-def batches(texts: list[str], size: int) -> list[list[str]]:
-    return [texts[i : i + size] for i in range(0, len(texts), size)]
 
 
 class EmbedStepKind(StepKind[EmbedSpec]):
@@ -89,33 +85,20 @@ class EmbedStepKind(StepKind[EmbedSpec]):
         texts = self._texts(ctx, rendered)
         embedder = await self.services.embedders.aget(spec.provider)
         model = spec.model or embedder.default_model
-        size = spec.batch_size
-        if embedder.max_batch_size is not None:
-            size = min(size, embedder.max_batch_size)
-        groups = batches(texts, size)
-        results: list[EmbeddingResponse | None] = [None] * len(groups)
-        limiter = asyncio.Semaphore(spec.max_concurrency)
-
-        async def send(index: int, group: list[str]) -> None:
-            async with limiter:
-                ctx.check_budget()
-                response = await embedder.embed(
-                    EmbeddingRequest(model=model, texts=tuple(group), dimensions=spec.dimensions)
-                )
-            ctx.record_usage(self._usage(response))
-            results[index] = response
-
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for index, group in enumerate(groups):
-                    tg.create_task(send(index, group))
-        except BaseExceptionGroup as group_error:
-            raise _first_leaf(group_error) from None
+        results = await embed_batched(
+            embedder,
+            texts,
+            model=model,
+            dimensions=spec.dimensions,
+            batch_size=spec.batch_size,
+            max_concurrency=spec.max_concurrency,
+            before_request=ctx.check_budget,
+            on_response=lambda response: ctx.record_usage(self._usage(response)),
+        )
 
         vectors: list[list[float]] = []
         reported = model
         for response in results:
-            assert response is not None  # every task finished without error
             vectors.extend(response.vectors)
             reported = response.model or reported
         dimensions = len(vectors[0]) if vectors else spec.dimensions
@@ -127,7 +110,7 @@ class EmbedStepKind(StepKind[EmbedSpec]):
             "usage": ctx.usage.to_dict(),
         }
         value: Any = vectors[0] if single else vectors
-        info = {"provider": spec.provider, "model": reported, "requests": len(groups)}
+        info = {"provider": spec.provider, "model": reported, "requests": len(results)}
         return StepOutput(
             values=(value, metadata),
             raw={"embedding": value, "metadata": metadata},
@@ -158,11 +141,3 @@ class EmbedStepKind(StepKind[EmbedSpec]):
     def _usage(self, response: EmbeddingResponse) -> Usage:
         cost = self.services.prices.cost(response.model, response.input_tokens, 0)
         return Usage(response.input_tokens, 0, cost)
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error of a task group (one failed batch fails the step)."""
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first
