@@ -278,3 +278,14 @@ def test_discover_the_fixture_directory_covers_every_reader(tmp_path: Path) -> N
     suffixes = {f.suffix for f, _ in discover([tmp_path / "data"])}
     assert suffixes == {".md", ".html", ".pdf", ".json", ".jsonl", ".txt"}
     assert suffixes <= SUPPORTED_SUFFIXES
+
+
+def test_markdown_setext_takes_the_whole_paragraph_but_not_a_list(tmp_path: Path) -> None:
+    (tmp_path / "s.md").write_text(
+        "Intro para.\n\nA multi\nline heading\n---\n\n- item\n---\n\ntext\n", encoding="utf-8"
+    )
+    (document,) = read_file(tmp_path / "s.md", tmp_path)
+    assert [(s.headings, s.text) for s in document.sections] == [
+        ((), "Intro para."),
+        (("A multi line heading",), "- item\n---\n\ntext"),
+    ]
