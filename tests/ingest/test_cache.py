@@ -172,7 +172,7 @@ def test_model_key_follows_model_dimensions_and_base_url_not_the_api_key(
     same = EmbedderSettings(
         type="openai_compatible",
         base_url="http://127.0.0.1:1/v1",
-        api_key="secret",  # type: ignore[arg-type]
+        api_key="secret",
         timeout_seconds=5,
     )
     other_url = EmbedderSettings(type="openai_compatible", base_url="http://127.0.0.1:2/v1")

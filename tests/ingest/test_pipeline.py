@@ -322,3 +322,27 @@ steps:
     hits = result.steps["search"].outputs["results"]
     assert hits[0]["metadata"]["source"] == "guide/beta.md"
     assert hits[0]["text"] == para("installation")
+
+
+async def test_namespaces_are_ingested_and_pruned_separately(env: Env) -> None:
+    await env.ingest(namespace="a")
+    other = await env.ingest(namespace="b")
+    assert (other.added, other.chunks_written) == (3, CHUNKS)
+    assert (other.embedded, other.cache_hits) == (0, CHUNKS)  # same texts: from the cache
+    assert (await env.ingest(namespace="b")).unchanged == 3
+    (env.corpus / "gamma.txt").unlink()
+    report = await env.ingest(namespace="a", prune=True)
+    assert report.pruned == 1
+    in_a = await env.store.scan("docs", where={"source": "gamma.txt"}, namespace="a")
+    in_b = await env.store.scan("docs", where={"source": "gamma.txt"}, namespace="b")
+    assert (len(in_a), len(in_b)) == (0, 2)
+
+
+async def test_text_field_picks_the_json_field_to_embed(env: Env) -> None:
+    data = env.corpus / "items.json"
+    data.write_text(f'[{{"id": "i1", "body": "{para("kites")}", "n": 3}}]', encoding="utf-8")
+    report = await env.ingest([data], text_field="body")
+    assert report.documents == 1 and not report.errors
+    (record,) = (await env.records(source="items.json#i1")).values()
+    assert record.text == para("kites")
+    assert record.metadata["n"] == 3
