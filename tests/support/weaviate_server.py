@@ -393,6 +393,12 @@ class WeaviateStandIn:
                     reverse=not sort.ascending,
                 )
             if req.after:
+                if req.HasField("filters") or len(req.sort_by):
+                    raise _Failure(
+                        grpc.StatusCode.UNKNOWN,
+                        "explorer: list class: search: invalid pagination params: "
+                        "a cursor (after) cannot be combined with a filter or sort",
+                    )
                 objs = [o for o in objs if o.uuid > req.after]
             scored = [(None, o) for o in objs]
         scored = scored[req.offset :]

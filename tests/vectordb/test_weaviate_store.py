@@ -128,8 +128,12 @@ def test_filter_translation_shapes() -> None:
     ]
     assert f.filters[0].value_text == "faq" and f.filters[1].value_int == 2020
     f = _proto({"lang": {"$nin": ["de", "fr"]}})
-    assert f.operator == op.OPERATOR_CONTAINS_NONE
-    assert list(f.value_text_array.values) == ["de", "fr"]
+    assert f.operator == op.OPERATOR_AND
+    assert [(c.operator, c.value_text) for c in f.filters] == [
+        (op.OPERATOR_NOT_EQUAL, "de"),
+        (op.OPERATOR_NOT_EQUAL, "fr"),
+    ]
+    assert _proto({"n": {"$nin": [1]}}).operator == op.OPERATOR_NOT_EQUAL
     f = _proto({"$or": [{"ok": True}, {"score": {"$lt": 0.5}}]})
     assert f.operator == op.OPERATOR_OR
     assert f.filters[0].value_boolean is True and f.filters[1].value_number == 0.5
@@ -144,7 +148,7 @@ def test_untranslatable_filters_raise_value_error() -> None:
         validate_for("weaviate", {"_secret": 1})
     with pytest.raises(ValueError, match="filter field 'llmo_ns'"):
         validate_for("weaviate", {"llmo_ns": "x"})
-    validate_for("weaviate", {"$or": [{"a": 1}, {"b": {"$nin": [True]}}]})
+    validate_for("weaviate", {"$or": [{"a": 1}, {"b": {"$nin": [True, "x"]}}]})
 
 
 # -- what goes over the wire ----------------------------------------------------------------
@@ -363,6 +367,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.timeout(30)  # the client's own UNAVAILABLE retries alone take about 63 s
 async def test_server_down_fails_fast_with_our_error() -> None:
     down = WeaviateStore(
         f"http://127.0.0.1:{_free_port()}", grpc_port=_free_port(), timeout_seconds=5, name="wv"
@@ -374,6 +379,7 @@ async def test_server_down_fails_fast_with_our_error() -> None:
     await down.aclose()
 
 
+@pytest.mark.timeout(30)
 async def test_grpc_down_is_bounded_by_the_timeout(standin: WeaviateStandIn) -> None:
     """REST answers but nothing listens on the gRPC port: the client would retry
     UNAVAILABLE for about a minute; our `timeout_seconds` ends it."""

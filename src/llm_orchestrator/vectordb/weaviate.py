@@ -2,8 +2,9 @@
 
 The client speaks REST for the schema (`/v1/schema...`, readiness) and gRPC for every query,
 batch insert, batch delete and aggregate, so a server needs both ports (`url` for REST,
-`grpc_host`:`grpc_port` for gRPC). It connects with `skip_init_checks=True`: nothing is sent
-until the first call.
+`grpc_host`:`grpc_port` for gRPC; TLS on both when `url` is https). It connects with
+`skip_init_checks=True` on first use (one `GET /v1/meta`), not at construction. Upserts go
+as `insert_many` calls of at most 500 objects (one gRPC BatchObjects request each).
 
 Index names -> collections. Weaviate class names start with an upper-case letter and hold
 only letters, digits and `_`, and Weaviate compares them case-insensitively, so an index name
@@ -35,10 +36,13 @@ multi-tenancy: one collection serves every namespace, so `stats` counts all of t
 other stores do.
 
 `translate_filter` gives a `weaviate.classes.query.Filter`: `$eq $ne $gt $gte $lt $lte` map
-one to one, `$in` to `contains_any` and `$nin` to `contains_none` (over all-string,
-all-integer, all-number or all-boolean lists; a mix is a `ValueError`), `$and`/`$or` to
-`all_of`/`any_of`. `scan` pages with a keyset (`llmo_id > last`, sorted by `llmo_id`, 500 a
-page), which is not bounded by Weaviate's 10 000-result offset limit.
+one to one, `$in` to `contains_any` (over an all-string, all-integer, all-number or
+all-boolean list; a mix is a `ValueError`), `$nin` to `not_equal` of each value ANDed (what
+`contains_none` means, without needing Weaviate 1.33), `$and`/`$or` to `all_of`/`any_of`.
+`scan` pages with a keyset (`llmo_id > last`, sorted by `llmo_id`, 500 a page): the cursor
+API (`after`) cannot be combined with filters, and offsets stop at Weaviate's
+QUERY_MAXIMUM_RESULTS (10 000). `field` tokenization trims whitespace, so a record id with
+leading/trailing whitespace could stall the keyset; `scan` then fails instead of looping.
 
 Errors: client exceptions become `IndexNotFoundError` (unknown collection) or
 `VectorStoreError` naming the store and index; connection failures and timeouts are marked
@@ -204,16 +208,21 @@ def translate_filter(node: Node) -> Any:
             "(a letter, then letters, digits or '_'; not 'llmo_*', 'id' or 'vector')"
         )
     prop = Filter.by_property(key)
-    if op in ("$in", "$nin"):
+    if op == "$nin":
+        # `ne a AND ne b`: what ContainsNone means, on servers older than 1.33 too
+        assert isinstance(value, tuple)
+        nots = [prop.not_equal(v) for v in value]
+        return nots[0] if len(nots) == 1 else Filter.all_of(nots)
+    if op == "$in":
         assert isinstance(value, tuple)
         kinds = {_scalar_kind(v) for v in value}
         if len(kinds) != 1:
             raise ValueError(
-                f"filter field '{key}': weaviate supports {op} only over a list of one type "
+                f"filter field '{key}': weaviate supports $in only over a list of one type "
                 f"(all strings, integers, numbers or booleans), got {list(value)!r}"
             )
         values: list[Any] = list(value)
-        return prop.contains_any(values) if op == "$in" else prop.contains_none(values)
+        return prop.contains_any(values)
     method = {
         "$eq": prop.equal,
         "$ne": prop.not_equal,
@@ -406,7 +415,7 @@ class WeaviateStore:
         async with self._errors(index):
             if not await client.collections.exists(collection):
                 raise IndexNotFoundError(
-                    f"{self!r}: no index '{index}'; create it first (or let `upsert` create it)"
+                    f"{self!r}: no index '{index}'; create it first (create_index)"
                 )
             return await client.collections.use(collection).config.get()
 
@@ -705,12 +714,18 @@ class WeaviateStore:
                     filters=_where(where, namespace, *after),
                     sort=Sort.by_property(_ID),
                 )
+            previous = last
             for obj in response.objects:
                 record_id, text, metadata = self._split(obj.properties)
                 records.append(StoredRecord(id=record_id, text=text, metadata=metadata))
                 last = record_id
             if len(response.objects) < PAGE_SIZE:
                 return records
+            if previous is not None and last is not None and last <= previous:
+                raise VectorStoreError(
+                    f"{self!r}, index '{index}': scan made no progress after record id "
+                    f"{last!r} (ids with leading or trailing whitespace cannot be paged)"
+                )
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
