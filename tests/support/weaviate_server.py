@@ -19,7 +19,8 @@ It behaves like a Weaviate server with auto-schema disabled, in memory:
   `Filters` message (`Equal NotEqual GreaterThan(Equal) LessThan(Equal) ContainsAny
   ContainsNone ContainsAll And Or Not`, on properties and `_id`). Text properties compare
   by their tokenization: `field` exactly, `word` by lower-cased word tokens.
-- Requests are checked: the collection exists (gRPC `UNKNOWN` "could not find class ..." as
+- Requests are checked: class names are unique ignoring case (as Weaviate checks on create),
+  the collection exists (gRPC `UNKNOWN` "could not find class ..." as
   Weaviate's extractor reports it; REST 404/422), the vector dimension matches the index's
   (set by the first object, as HNSW does), properties are declared with a matching type, and
   the `authorization: Bearer <key>` header/metadata when an api key is set (REST 401, gRPC
@@ -495,8 +496,10 @@ class WeaviateStandIn:
         name = str(body.get("class", ""))
         if not _CLASS_RE.match(name):
             return 422, _err(f"'{name}' is not a valid class name")
-        if name in self.collections:
-            return 422, _err(f"class name {name!r} already exists")
+        for existing in self.collections:
+            if existing.lower() == name.lower():
+                # Weaviate compares class names case-insensitively on create
+                return 422, _err(f'class already exists: found similar class "{existing}"')
         if body.get("vectorizer", "none") != "none":
             return 422, _err("only vectorizer 'none' is available in this stand-in")
         configs = [body.get("vectorIndexConfig") or {}]

@@ -277,6 +277,62 @@ async def test_reopen_sees_the_data(standin: WeaviateStandIn) -> None:
     await again.aclose()
 
 
+async def test_the_stand_in_checks_what_weaviate_checks(standin: WeaviateStandIn) -> None:
+    """The stand-in refuses what a Weaviate server without auto-schema refuses, so the
+    adapter's property declarations and dimension checks are really exercised."""
+    import weaviate
+    from weaviate.classes.config import Configure, Property
+    from weaviate.classes.config import DataType as D
+    from weaviate.classes.data import DataObject
+    from weaviate.classes.init import Auth
+    from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateQueryError
+
+    client = weaviate.use_async_with_custom(
+        http_host="127.0.0.1",
+        http_port=standin.http_port,
+        http_secure=False,
+        grpc_host="127.0.0.1",
+        grpc_port=standin.grpc_port,
+        grpc_secure=False,
+        auth_credentials=Auth.api_key(KEY),
+        skip_init_checks=True,
+    )
+    await client.connect()
+    try:
+        await client.collections.create(
+            "Things",
+            vector_config=Configure.Vectors.self_provided(),
+            properties=[Property(name="n", data_type=D.INT)],
+        )
+        with pytest.raises(UnexpectedStatusCodeError, match="similar class"):
+            await client.collections.create(
+                "THINGS", vector_config=Configure.Vectors.self_provided()
+            )
+        things = client.collections.use("Things")
+        ok = await things.data.insert_many([DataObject(properties={"n": 1}, vector=[1.0, 0.0])])
+        assert not ok.errors
+        bad = await things.data.insert_many(
+            [
+                DataObject(properties={"undeclared": "x"}, vector=[1.0, 0.0]),
+                DataObject(properties={"n": 1.5}, vector=[1.0, 0.0]),
+                DataObject(properties={"n": 2}, vector=[1.0, 0.0, 0.0]),
+                DataObject(properties={"n": 3}, vector=[0.0, 1.0]),
+            ]
+        )
+        assert sorted(bad.errors) == [0, 1, 2]
+        assert "no such prop" in bad.errors[0].message
+        assert "requires a int" in bad.errors[1].message
+        assert "vector with length 3" in bad.errors[2].message
+        with pytest.raises(WeaviateQueryError, match="vector lengths don't match"):
+            await things.query.near_vector([1.0, 0.0, 0.0])
+        with pytest.raises(WeaviateQueryError, match="could not find class Nothing"):
+            await client.collections.use("Nothing").query.fetch_objects()
+        result = await things.query.near_vector([1.0, 0.0], return_metadata=["distance"])
+        assert [round(o.metadata.distance or 0, 6) for o in result.objects] == [0.0, 1.0]
+    finally:
+        await client.close()
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
