@@ -7,9 +7,10 @@ batch insert, batch delete and aggregate, so a server needs both ports (`url` fo
 as `insert_many` calls of at most 500 objects (one gRPC BatchObjects request each).
 
 Index names -> collections. Weaviate class names start with an upper-case letter and hold
-only letters, digits and `_`, and Weaviate compares them case-insensitively, so an index name
-maps reversibly to `Llmo_` + an escaped name: lower-case letters and digits stay, `_` becomes
-`__`, `-` `_h`, `.` `_p`, and an upper-case letter X `_u` + x ("My-docs" -> "Llmo__umy_hdocs").
+only letters, digits and `_`, and Weaviate refuses a name that differs from an existing one
+only in case ("found similar class"), so an index name maps reversibly to `Llmo_` + an
+escaped name: lower-case letters and digits stay, `_` becomes `__`, `-` `_h`, `.` `_p`, and
+an upper-case letter X `_u` + x ("My-docs" -> "Llmo__umy_hdocs").
 Index names with any other character (or longer than 200) are refused. `list_indexes` shows
 only collections of that form, so foreign collections on a shared server stay invisible.
 The collection description holds JSON `{"llmo_index": name, "dimension": n, "metadata":
@@ -38,7 +39,8 @@ other stores do.
 `translate_filter` gives a `weaviate.classes.query.Filter`: `$eq $ne $gt $gte $lt $lte` map
 one to one, `$in` to `contains_any` (over an all-string, all-integer, all-number or
 all-boolean list; a mix is a `ValueError`), `$nin` to `not_equal` of each value ANDed (what
-`contains_none` means, without needing Weaviate 1.33), `$and`/`$or` to `all_of`/`any_of`.
+`contains_none` means, without needing a server recent enough to know ContainsNone),
+`$and`/`$or` to `all_of`/`any_of`.
 `scan` pages with a keyset (`llmo_id > last`, sorted by `llmo_id`, 500 a page): the cursor
 API (`after`) cannot be combined with filters, and offsets stop at Weaviate's
 QUERY_MAXIMUM_RESULTS (10 000). `field` tokenization trims whitespace, so a record id with
