@@ -14,7 +14,7 @@ from tests.support import probe
 probe.install()
 
 # real PostgreSQL and Redis servers, started once per session when a test asks for them
-pytest_plugins = ["tests.support.postgres", "tests.support.redis"]
+pytest_plugins = ["tests.support.postgres", "tests.support.redis", "tests.support.pgvector"]
 
 
 @pytest.fixture(autouse=True)

@@ -246,6 +246,9 @@ class PgVectorConfig(_Strict):
     #: PostgreSQL text search configuration for keyword/hybrid search
     text_search_config: str = "english"
     pool_size: int = Field(default=5, ge=1)
+    #: HNSW candidates per search (pgvector's `hnsw.ef_search`; at least top_k is used):
+    #: higher finds more of the true nearest neighbours, slower
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
 
 
 class PineconeConfig(_Strict):
