@@ -4,7 +4,8 @@ Printed, all measured in this run on the embedded defaults:
   1. search latency, top-10 over 10,000 chunks (384-d) on the default store (embedded
      Chroma + the FTS5 keyword mirror): vector, keyword and hybrid (RRF), p50/p99 over 200
      queries; plus the time to write the 10,000 chunks
-  2. local embedding throughput (all-MiniLM-L6-v2 int8 on onnxruntime), texts/s
+  2. local embedding throughput (all-MiniLM-L6-v2 int8 on onnxruntime), texts/s, for
+     short and long texts, one text per call vs batches
   3. requests sent to embed 1,000 texts through an `embed` step with batching (batch_size
      100) vs without (batch_size 1), against a loopback OpenAI-compatible server
 
@@ -125,16 +126,20 @@ async def search_latency(chunks: int, queries: int) -> None:
 
 async def embedding_throughput(count: int) -> None:
     rng = random.Random(11)
-    texts = [sentence(rng, rng.randint(8, 40)) for _ in range(count)]
     embedder = LocalEmbedder()
-    await embedder.embed(EmbeddingRequest("", tuple(texts[:8])))  # load the model
-    print(f"\n2. local embedding throughput ({count:,} texts of 8-40 words)")
-    for batch in (1, 32, 100):
-        started = time.perf_counter()
-        for start in range(0, count, batch):
-            await embedder.embed(EmbeddingRequest("", tuple(texts[start : start + batch])))
-        elapsed = time.perf_counter() - started
-        print(f"   batch {batch:>3}: {count / elapsed:>8.0f} texts/s  ({elapsed:.2f} s)")
+    await embedder.embed(EmbeddingRequest("", ("warm up",)))  # load the model
+    print(f"\n2. local embedding throughput ({count:,} texts)")
+    for label, low, high in (("short, 5-12 words", 5, 12), ("long, 40-120 words", 40, 120)):
+        texts = [sentence(rng, rng.randint(low, high)) for _ in range(count)]
+        for batch in (1, 32, 100):
+            started = time.perf_counter()
+            for start in range(0, count, batch):
+                await embedder.embed(EmbeddingRequest("", tuple(texts[start : start + batch])))
+            elapsed = time.perf_counter() - started
+            print(
+                f"   {label:<20} batch {batch:>3}: {count / elapsed:>7.0f} texts/s"
+                f"  ({elapsed:.2f} s)"
+            )
     await embedder.aclose()
 
 

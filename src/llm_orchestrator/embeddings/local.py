@@ -104,6 +104,8 @@ def _build() -> _Model:
         )
     tokenizer = tokenizers.Tokenizer.from_file(str(TOKENIZER_PATH))
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
+    # tokenizer.json pads every text to 128 tokens; `_encode` pads per sub-batch instead
+    tokenizer.no_padding()
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(
