@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
-import pwd
-import secrets
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import PostgresServer, _execute, free_port, unavailable
+from tests.support.postgres import (
+    PostgresServer,
+    _execute,
+    run_as_problem,
+    throwaway_cluster,
+    unavailable,
+)
 
 
 def pgserver_bin_dir() -> Path | None:
@@ -45,71 +46,7 @@ def problem() -> str | None:
     """Why the cluster cannot be started here, or None."""
     if pgserver_bin_dir() is None:
         return "the `pgserver` package (PostgreSQL 16 + pgvector) is not installed"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return "running as root and there is no `postgres` user to run the server as"
-        if shutil.which("runuser") is None:
-            return "running as root and `runuser` is missing"
-    return None
-
-
-@contextlib.contextmanager
-def pgvector_cluster() -> Iterator[PostgresServer]:
-    """initdb + pg_ctl start with pgserver's binaries; fsync off (tests only)."""
-    bin_dir = pgserver_bin_dir()
-    assert bin_dir is not None
-    root = Path(tempfile.mkdtemp(prefix="llmo-pgvector-"))
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, user="postgres")
-    data, log, pwfile = root / "data", root / "server.log", root / "pwfile"
-    password = secrets.token_hex(16)
-    pwfile.write_text(password + "\n")
-    if as_postgres:
-        shutil.chown(pwfile, user="postgres")
-
-    def run(*args: str) -> None:
-        done = subprocess.run(
-            [*as_postgres, *args], capture_output=True, text=True, timeout=120, check=False
-        )
-        if done.returncode != 0:
-            server_log = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(
-                f"{Path(args[0]).name} failed ({done.returncode}):\n"
-                f"{done.stdout}\n{done.stderr}\n{server_log}"
-            )
-
-    port = free_port()
-    options = (
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=100 "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    )
-    started = False
-    try:
-        run(
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "scram-sha-256",
-            f"--pwfile={pwfile}",
-            "-E",
-            "UTF8",
-            "--no-locale",
-            "--no-sync",
-        )
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", options, "start")
-        started = True
-        yield PostgresServer(host="127.0.0.1", port=port, user="postgres", password=password)
-    finally:
-        if started:
-            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+    return run_as_problem()
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +57,7 @@ def pgvector_server() -> Iterator[PostgresServer]:
         unavailable(f"pgvector: {reason}")
     with contextlib.ExitStack() as stack:
         try:
-            server = stack.enter_context(pgvector_cluster())
+            server = stack.enter_context(throwaway_cluster(bin_dir=pgserver_bin_dir()))
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             unavailable(f"could not start PostgreSQL + pgvector from pgserver: {exc}")
         yield server

@@ -115,6 +115,11 @@ def throwaway_problem() -> str | None:
             "no initdb/pg_ctl under /usr/lib/postgresql/*/bin "
             "(apt-get install -y postgresql), and LLMO_TEST_POSTGRES_URL is not set"
         )
+    return run_as_problem()
+
+
+def run_as_problem() -> str | None:
+    """Why we cannot run a server's binaries as the right user, or None."""
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
@@ -126,9 +131,12 @@ def throwaway_problem() -> str | None:
 
 
 @contextlib.contextmanager
-def throwaway_cluster(*, fast: bool = True) -> Iterator[PostgresServer]:
-    """Start a private cluster on 127.0.0.1; `fast` turns fsync off (tests only)."""
-    bin_dir = find_bin_dir()
+def throwaway_cluster(
+    *, fast: bool = True, bin_dir: Path | None = None
+) -> Iterator[PostgresServer]:
+    """Start a private cluster on 127.0.0.1 with the binaries of `bin_dir` (default: the
+    machine's newest PostgreSQL); `fast` turns fsync off (tests only)."""
+    bin_dir = bin_dir or find_bin_dir()
     assert bin_dir is not None
     root = Path(tempfile.mkdtemp(prefix="llmo-pg-"))
     as_postgres: list[str] = []

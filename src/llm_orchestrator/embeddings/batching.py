@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
+from llm_orchestrator.aio import first_leaf
 from llm_orchestrator.embeddings.base import Embedder, EmbeddingRequest, EmbeddingResponse
 
 
@@ -71,11 +72,3 @@ async def embed_batched(
         assert response is not None  # every task finished without error
         done.append(response)
     return done
-
-
-def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error of a task group."""
-    first = group.exceptions[0]
-    while isinstance(first, BaseExceptionGroup):
-        first = first.exceptions[0]
-    return first

@@ -9,7 +9,6 @@ it has no service to protect or be limited by.
 from __future__ import annotations
 
 from llm_orchestrator.embeddings.base import Embedder, EmbeddingRequest, EmbeddingResponse
-from llm_orchestrator.exceptions import ProviderBadRequestError, ProviderError
 from llm_orchestrator.providers.circuit import CircuitBreaker
 from llm_orchestrator.providers.ratelimit import Throttle
 
@@ -28,21 +27,9 @@ class ManagedEmbedder:
     async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
         """One call. Raises CircuitOpenError while the circuit is open, else as the embedder;
         a rejected request or a cancellation does not count against the breaker."""
-        self.breaker.before_call()
-        try:
+        with self.breaker.guard():
             await self.throttle.acquire(sum(len(t) for t in request.texts) // 4)
-            response = await self.embedder.embed(request)
-        except ProviderBadRequestError:
-            self.breaker.release()
-            raise
-        except ProviderError:
-            self.breaker.record_failure()
-            raise
-        except BaseException:
-            self.breaker.release()
-            raise
-        self.breaker.record_success()
-        return response
+            return await self.embedder.embed(request)
 
     async def aclose(self) -> None:
         await self.embedder.aclose()

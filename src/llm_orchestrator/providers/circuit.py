@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
-from llm_orchestrator.exceptions import CircuitOpenError
+from llm_orchestrator.exceptions import (
+    CircuitOpenError,
+    ProviderBadRequestError,
+    ProviderError,
+)
 
 CircuitState = Literal["closed", "open", "half_open"]
 
@@ -87,3 +92,22 @@ class CircuitBreaker:
         """A call ended without saying anything about the vendor's health."""
         with self._lock:
             self._trial_running = False
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Wrap one call: raises CircuitOpenError while open; a `ProviderError` counts as a
+        failure, except a rejected request (`ProviderBadRequestError`), which, like a
+        cancellation, says nothing about the vendor's health."""
+        self.before_call()
+        try:
+            yield
+        except ProviderBadRequestError:
+            self.release()
+            raise
+        except ProviderError:
+            self.record_failure()
+            raise
+        except BaseException:
+            self.release()
+            raise
+        self.record_success()

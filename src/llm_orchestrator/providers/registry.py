@@ -17,8 +17,6 @@ from llm_orchestrator.exceptions import (
     CredentialsError,
     MissingDependencyError,
     OrchestratorError,
-    ProviderBadRequestError,
-    ProviderError,
 )
 from llm_orchestrator.providers.base import ChatRequest, ChatResponse, LLMProvider
 from llm_orchestrator.providers.circuit import CircuitBreaker
@@ -69,21 +67,9 @@ class ManagedProvider:
         Failures other than a rejected request count against the breaker; cancellation
         does not.
         """
-        self.breaker.before_call()
-        try:
+        with self.breaker.guard():
             await self.throttle.acquire(estimate_tokens(request))
-            response = await self.provider.complete(request)
-        except ProviderBadRequestError:
-            self.breaker.release()
-            raise
-        except ProviderError:
-            self.breaker.record_failure()
-            raise
-        except BaseException:
-            self.breaker.release()
-            raise
-        self.breaker.record_success()
-        return response
+            return await self.provider.complete(request)
 
     async def aclose(self) -> None:
         await self.provider.aclose()
