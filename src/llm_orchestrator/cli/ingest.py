@@ -34,7 +34,6 @@ from llm_orchestrator.exceptions import (
 from llm_orchestrator.ingest.cache import EmbeddingCache
 from llm_orchestrator.ingest.chunkers import CHUNKERS
 from llm_orchestrator.ingest.pipeline import (
-    INDEX_EMBEDDER,
     SOURCE_KEY,
     IngestReport,
     delete_document,
@@ -42,7 +41,7 @@ from llm_orchestrator.ingest.pipeline import (
 )
 from llm_orchestrator.orchestrator import close_shared_clients
 from llm_orchestrator.settings import Settings
-from llm_orchestrator.vectordb.base import IndexNotFoundError, VectorStore
+from llm_orchestrator.vectordb.base import INDEX_EMBEDDER, IndexNotFoundError, VectorStore
 from llm_orchestrator.vectordb.registry import DEFAULT_STORE, VectorStoreRegistry
 
 T = TypeVar("T")

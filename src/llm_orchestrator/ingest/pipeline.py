@@ -41,6 +41,8 @@ from llm_orchestrator.ingest.cache import CachedEmbed, EmbeddingCache, model_key
 from llm_orchestrator.ingest.chunkers import Chunk, make_chunker
 from llm_orchestrator.ingest.readers import Document, ReaderError, discover, read_file
 from llm_orchestrator.vectordb.base import (
+    INDEX_EMBEDDER,
+    INDEX_MODEL,
     IndexNotFoundError,
     MetadataValue,
     StoredRecord,
@@ -48,8 +50,6 @@ from llm_orchestrator.vectordb.base import (
     VectorStore,
 )
 
-#: index metadata keys (shared with steps/vector.py, which embeds text queries with them)
-INDEX_EMBEDDER, INDEX_MODEL = "embedder", "embedding_model"
 #: chunk metadata the pipeline writes (they win over a document's own metadata keys)
 SOURCE_KEY, ROOT_KEY = "source", "ingest_root"
 

@@ -43,6 +43,8 @@ from llm_orchestrator.steps.base import (
 )
 from llm_orchestrator.steps.params import Problem, has_template, is_template
 from llm_orchestrator.vectordb.base import (
+    INDEX_EMBEDDER,
+    INDEX_MODEL,
     IndexNotFoundError,
     KeywordSearcher,
     MetadataValue,
@@ -55,8 +57,6 @@ from llm_orchestrator.vectordb.filters import parse_filter, validate_for
 from llm_orchestrator.vectordb.fusion import RRF_K, MergedHit, merge_indexes, reciprocal_rank_fusion
 from llm_orchestrator.vectordb.registry import DEFAULT_STORE, VectorStoreRegistry
 from llm_orchestrator.workflow.spec import StepSpec
-
-_INDEX_EMBEDDER, _INDEX_MODEL = "embedder", "embedding_model"
 
 
 class _VectorSpec(StepSpec):
@@ -310,14 +310,14 @@ class _Search:
                 "non-empty text"
             )
         meta = await self.store.index_metadata(index)
-        name = meta.get(_INDEX_EMBEDDER)
+        name = meta.get(INDEX_EMBEDDER)
         if not isinstance(name, str):
             raise self._fail(
                 f"a text query needs an embedder, and index '{index}' has none recorded; "
                 "give the query as a vector, or write the index with `llm-orchestrator ingest` "
                 "or an `upsert` step that names `embedder:`"
             )
-        model = meta.get(_INDEX_MODEL)
+        model = meta.get(INDEX_MODEL)
         key = (name, model if isinstance(model, str) else "")
         pending = self._vectors.get(key)
         if pending is None:
@@ -405,9 +405,9 @@ class UpsertStepKind(StepKind[UpsertSpec]):
                     raise
                 meta: dict[str, Any] = {}
                 if spec.embedder is not None:
-                    meta[_INDEX_EMBEDDER] = spec.embedder
+                    meta[INDEX_EMBEDDER] = spec.embedder
                 if spec.embedding_model is not None:
-                    meta[_INDEX_MODEL] = spec.embedding_model
+                    meta[INDEX_MODEL] = spec.embedding_model
                 await store.create_index(index, len(records[0].vector), spec.metric, meta)
                 created = True
         count = await store.upsert(index, records, namespace=namespace)

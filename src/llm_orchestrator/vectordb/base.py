@@ -19,6 +19,10 @@ METRICS: tuple[Metric, ...] = ("cosine", "dot", "euclidean")
 #: a metadata value a store can filter on
 MetadataValue = str | int | float | bool
 
+#: index metadata keys naming the embedder (and model) an index's vectors came from: written
+#: by `ingest` and `upsert`, read by `vector_search` to embed a text query the same way
+INDEX_EMBEDDER, INDEX_MODEL = "embedder", "embedding_model"
+
 #: metadata keys the stores use for their own bookkeeping; records may not use them
 RESERVED_METADATA_KEYS = frozenset({"_llmo_id", "_llmo_ns", "_llmo_text"})
 
