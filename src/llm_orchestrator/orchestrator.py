@@ -45,7 +45,7 @@ from llm_orchestrator.state.models import RunState, StoredRun, WorkflowDefinitio
 from llm_orchestrator.state.store import StateStore
 from llm_orchestrator.steps.base import Services
 from llm_orchestrator.steps.registry import spec_models, step_kinds
-from llm_orchestrator.workflow.graph import WorkflowGraph, build_graph, flatten_steps
+from llm_orchestrator.workflow.graph import WorkflowGraph, build_graph, workflow_steps
 from llm_orchestrator.workflow.loader import (
     Workflow,
     field_loc,
@@ -118,7 +118,7 @@ def check_workflow(
     graph, problems = build_graph(workflow, settings.limits)
     services = services or _services_for(workflow, settings)
     kinds = step_kinds()
-    for spec, step_loc, _parent, _group in flatten_steps(workflow.steps, ("steps",), None, None):
+    for spec, step_loc, _parent, _group in workflow_steps(workflow):
         for message, field, fix in kinds[spec.type].check(spec, services):
             loc = (*step_loc, *field_loc(field or ""))
             problems.append(

@@ -233,3 +233,30 @@ steps:
     )
     assert "did you mean 'topic'?" in result.output
     assert "input['topic']" not in result.output
+
+
+def test_lines_stay_right_after_an_invalid_step(tmp_path: Path) -> None:
+    """An invalid step is left out of the later checks; the steps after it keep their own
+    line numbers, and its id still counts as known."""
+    result = validate(
+        tmp_path,
+        """name: t
+steps:
+  - id: a
+    type: llm
+    prompt: hi
+    bogus: 1
+  - id: b
+    type: transform
+    function: nope
+  - id: c
+    type: llm
+    prompt: "{{ steps.zzz.text }}"
+""",
+    )
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "wf.yaml:6: step 'a': field 'bogus'" in out
+    assert "wf.yaml:9: step 'b': field 'function': unknown transform function 'nope'" in out
+    assert "wf.yaml:12: step 'c': field 'prompt': template refers to unknown step 'zzz'" in out
+    assert "known steps: a, b, c" in out

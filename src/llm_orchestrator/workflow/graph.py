@@ -64,19 +64,31 @@ class WorkflowGraph:
         return seen
 
 
+def workflow_steps(workflow: Workflow) -> Iterator[tuple[StepSpec, Loc, str | None, str | None]]:
+    """Every step of the workflow, nested ones included, with its location in the document:
+    (spec, loc, parent id, concurrency group)."""
+    for index, spec in enumerate(workflow.steps):
+        yield from _with_children(spec, workflow.step_loc(index), None, None)
+
+
 def flatten_steps(
     specs: tuple[StepSpec, ...] | list[StepSpec], base: Loc, parent: str | None, group: str | None
 ) -> Iterator[tuple[StepSpec, Loc, str | None, str | None]]:
     for index, spec in enumerate(specs):
-        loc = (*base, index)
-        yield spec, loc, parent, group
-        children = spec.child_groups()
-        if not children:
-            continue
-        limit = spec.children_max_concurrency()
-        child_group = spec.id if limit is not None else group
-        for key, nested in children.items():
-            yield from flatten_steps(nested, (*loc, *key), spec.id, child_group)
+        yield from _with_children(spec, (*base, index), parent, group)
+
+
+def _with_children(
+    spec: StepSpec, loc: Loc, parent: str | None, group: str | None
+) -> Iterator[tuple[StepSpec, Loc, str | None, str | None]]:
+    yield spec, loc, parent, group
+    children = spec.child_groups()
+    if not children:
+        return
+    limit = spec.children_max_concurrency()
+    child_group = spec.id if limit is not None else group
+    for key, nested in children.items():
+        yield from flatten_steps(nested, (*loc, *key), spec.id, child_group)
 
 
 def _descendants(spec: StepSpec) -> list[str]:
@@ -125,7 +137,7 @@ def build_graph(
     """Flatten, check ids, dependencies, cycles, templates and limits; report every problem."""
     limits = limits or Limits()
     problems = _Problems(workflow)
-    flat = list(flatten_steps(workflow.steps, ("steps",), None, None))
+    flat = list(workflow_steps(workflow))
 
     # ids
     specs: dict[str, tuple[StepSpec, Loc, str | None, str | None]] = {}
@@ -148,7 +160,7 @@ def build_graph(
             fix="split it into smaller workflows or raise limits.max_steps in the config",
         )
 
-    known = list(specs)
+    known = sorted({*specs, *workflow.invalid_step_ids})
     descendants = {sid: _descendants(s) for sid, (s, *_rest) in specs.items()}
     group_limits: dict[str, int] = {}
     nodes: dict[str, GraphNode] = {}
@@ -368,13 +380,14 @@ def _check_templates(graph: WorkflowGraph, problems: _Problems, limits: Limits) 
                 if ref.step_id in graph.workflow.invalid_step_ids:
                     continue
                 if target is None:
-                    hint = _suggest(ref.step_id, list(graph.nodes))
+                    known = sorted({*graph.nodes, *graph.workflow.invalid_step_ids})
+                    hint = _suggest(ref.step_id, known)
                     problems.add(
                         f"template refers to unknown step '{ref.step_id}'",
                         loc,
                         step_id=sid,
                         field=fname,
-                        fix=hint or "known steps: " + ", ".join(graph.nodes),
+                        fix=hint or "known steps: " + ", ".join(known),
                     )
                     continue
                 if ref.step_id not in upstream:

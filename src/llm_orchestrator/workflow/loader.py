@@ -32,6 +32,14 @@ class Workflow:
     lines: dict[Loc, int] = field(default_factory=dict, compare=False, repr=False)
     #: ids of steps that failed validation (so other checks don't report them as unknown)
     invalid_step_ids: frozenset[str] = frozenset()
+    #: where each of `steps` stands in the document's `steps:` list (None: in order); they
+    #: differ when invalid steps were left out, and locations must name the real lines
+    step_positions: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+
+    def step_loc(self, index: int) -> Loc:
+        """The location of `steps[index]` in the document."""
+        position = self.step_positions[index] if self.step_positions is not None else index
+        return ("steps", position)
 
     @property
     def name(self) -> str:
@@ -293,6 +301,7 @@ def parse_document(
         out.pydantic_errors(exc, WorkflowHeader, (), None, skip_steps=True)
         header = WorkflowHeader.model_construct(name=str(data.get("name") or "<unnamed>"), steps=[])
     invalid = frozenset(_raw_ids(raw_steps)) - _spec_ids(_valid(steps))
+    positions = tuple(i for i, step in enumerate(steps) if step is not None)
     workflow = Workflow(
         header=header,
         steps=tuple(_valid(steps)),
@@ -300,6 +309,7 @@ def parse_document(
         document=data,
         lines=lines or {},
         invalid_step_ids=invalid,
+        step_positions=positions,
     )
     return workflow, out.problems
 
