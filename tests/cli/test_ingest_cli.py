@@ -117,6 +117,26 @@ def test_a_bad_jsonl_line_fails_that_file_only(corpus: Path) -> None:
     assert_clean_error(result, 1, "bad.jsonl", "1 file failed")
     assert count_row(result.output, "documents") == 2
     assert count_row(result.output, "chunks written") >= 2
+    assert "bad.jsonl: line 2" in result.output
+    assert "bad.jsonl: bad.jsonl" not in result.output  # the file is named once
+
+
+def test_text_and_id_fields_of_json_records(tmp_path: Path) -> None:
+    data = tmp_path / "kb.jsonl"
+    data.write_text(
+        '{"key": "a", "body": "Rivers carry water to the sea."}\n'
+        '{"key": "b", "body": "Glaciers carve valleys."}\n',
+        encoding="utf-8",
+    )
+    result = cli(
+        "ingest", str(data), "--index", "keyed", "--text-field", "body", "--id-field", "key"
+    )
+    assert result.exit_code == 0, result.output
+    assert count_row(result.output, "chunks written") == 2
+    # the records' sources are named by their `key`
+    deleted = cli("index", "delete", "keyed", "--source", "kb.jsonl#a", "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert count_row(cli("index", "stats", "keyed").output, "count") == 1
 
 
 @pytest.mark.parametrize(

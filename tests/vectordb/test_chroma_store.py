@@ -125,3 +125,42 @@ async def test_unreachable_server_is_unhealthy() -> None:
 def test_location_is_required() -> None:
     with pytest.raises(ValueError, match="either path"):
         ChromaStore()
+
+
+WRITE_AGAIN = """
+import asyncio, sys
+from llm_orchestrator.vectordb.base import VectorRecord
+from llm_orchestrator.vectordb.chroma import ChromaStore
+
+async def main():
+    store = ChromaStore(sys.argv[1])
+    if sys.argv[2] == "a":
+        await store.create_index("keep", 2)
+    await store.upsert("keep", [VectorRecord(sys.argv[2], [0.0, 1.0], "more")])
+    await store.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_another_process_writes_without_warnings(tmp_path: Path) -> None:
+    """A new process rebuilds the guard from the collection schema: Chroma does not warn
+    "Could not reconstruct embedding function external" (and drop it) on the next write."""
+    for record_id in ("a", "b"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-W",
+                "error::UserWarning",
+                "-c",
+                WRITE_AGAIN,
+                str(tmp_path),
+                record_id,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "reconstruct" not in done.stderr

@@ -358,7 +358,7 @@ async def test_unknown_index_is_index_not_found(store: PineconeStore) -> None:
         store.delete("nope", ids=["a"]),
         store.delete_index("nope"),
     ):
-        with pytest.raises(IndexNotFoundError, match="index 'nope'.*create it first"):
+        with pytest.raises(IndexNotFoundError, match="index 'nope'.*llm-orchestrator ingest"):
             await call
 
 

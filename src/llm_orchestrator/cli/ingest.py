@@ -110,6 +110,9 @@ def ingest_command(
     text_field: Annotated[
         str, typer.Option(help="JSON/JSONL field holding a record's text.")
     ] = "text",
+    id_field: Annotated[
+        str, typer.Option(help="JSON/JSONL field holding a record's id (its source suffix).")
+    ] = "id",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Read, chunk, embed and index files; re-running writes only what changed."""
@@ -158,6 +161,7 @@ def ingest_command(
                     prune=prune,
                     cache=cache,
                     text_field=text_field,
+                    id_field=id_field,
                     on_progress=on_progress,
                 )
         except ValueError as exc:  # chunker options, a path discover() refuses
@@ -184,7 +188,13 @@ async def _recorded_embedder(store: VectorStore, index: str) -> str | None:
 
 def _print_report(report: IngestReport, store: str) -> None:
     for error in report.errors:
-        err.print(f"[red]✗[/] {escape(error.file)}: {escape(error.message)}")
+        # reader errors already start with the file's name
+        said = (
+            error.message
+            if error.message.startswith(error.file)
+            else (f"{error.file}: {error.message}")
+        )
+        err.print(f"[red]✗[/] {escape(said)}")
     table = Table(title=f"ingest into {store}/{report.index}")
     table.add_column("")
     table.add_column("count", justify="right")

@@ -258,6 +258,7 @@ async def ingest(
     prune: bool = False,
     cache: EmbeddingCache | None,
     text_field: str = "text",
+    id_field: str = "id",
     on_progress: ProgressFn | None = None,
 ) -> IngestReport:
     """Bring `index` in line with the files under `paths` (see the module docstring).
@@ -281,6 +282,7 @@ async def ingest(
         prune=prune,
         cache=cache,
         text_field=text_field,
+        id_field=id_field,
         on_progress=on_progress,
     )
 
@@ -299,6 +301,7 @@ async def update(
     namespace: str = "",
     cache: EmbeddingCache | None,
     text_field: str = "text",
+    id_field: str = "id",
 ) -> IngestReport:
     """Re-ingest one file, its source taken relative to `root` (as a directory ingest would)."""
     return await _ingest_files(
@@ -315,6 +318,7 @@ async def update(
         prune=False,
         cache=cache,
         text_field=text_field,
+        id_field=id_field,
         on_progress=None,
     )
 
@@ -356,6 +360,7 @@ async def _ingest_files(
     prune: bool,
     cache: EmbeddingCache | None,
     text_field: str,
+    id_field: str,
     on_progress: ProgressFn | None,
 ) -> IngestReport:
     embed = await _resolve(embedders, embedder_name, cache)
@@ -371,7 +376,7 @@ async def _ingest_files(
         relative = _relative(file, root)
         try:
             # a missing optional reader package (MissingDependencyError) fails this file only
-            documents = read_file(file, root, text_field=text_field)
+            documents = read_file(file, root, text_field=text_field, id_field=id_field)
             chunked = [
                 (doc, await splitter.split(doc) if doc.sections else []) for doc in documents
             ]

@@ -37,6 +37,13 @@ class IndexNotFoundError(VectorStoreError):
     code = "vector_index_not_found"
 
 
+#: what to do about a missing index, appended to every store's IndexNotFoundError
+MISSING_INDEX_FIX = (
+    "write it first (`llm-orchestrator ingest PATH --index NAME`, or an `upsert` step); "
+    "`llm-orchestrator index list` shows the indexes there are"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class VectorRecord:
     id: str

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from llm_orchestrator.exceptions import MissingDependencyError
 from llm_orchestrator.vectordb.base import (
+    MISSING_INDEX_FIX,
     IndexInfo,
     IndexNotFoundError,
     Metric,
@@ -46,29 +47,40 @@ def _import_chromadb() -> Any:
     return chromadb
 
 
+_guard_class: Any = None
+
+
 def _guard() -> Any:
-    """An embedding function that refuses to embed, persisted in the collection schema."""
-    from chromadb.api.types import Documents, EmbeddingFunction
+    """An embedding function that refuses to embed, persisted in the collection schema.
 
-    class ExternalEmbeddings(EmbeddingFunction[Documents]):
-        def __init__(self) -> None:
-            pass
+    Registered with Chroma under the name "external", so reopening a collection rebuilds it
+    from the schema (instead of warning that it cannot and dropping it)."""
+    global _guard_class
+    if _guard_class is None:
+        from chromadb.api.types import Documents, EmbeddingFunction
+        from chromadb.utils.embedding_functions import register_embedding_function
 
-        def __call__(self, input: Documents) -> Any:
-            raise RuntimeError("llm-orchestrator passes embeddings explicitly")
+        class ExternalEmbeddings(EmbeddingFunction[Documents]):
+            def __init__(self) -> None:
+                pass
 
-        @staticmethod
-        def name() -> str:
-            return "external"
+            def __call__(self, input: Documents) -> Any:
+                raise RuntimeError("llm-orchestrator passes embeddings explicitly")
 
-        def get_config(self) -> dict[str, Any]:
-            return {}
+            @staticmethod
+            def name() -> str:
+                return "external"
 
-        @staticmethod
-        def build_from_config(config: dict[str, Any]) -> ExternalEmbeddings:
-            return ExternalEmbeddings()
+            def get_config(self) -> dict[str, Any]:
+                return {}
 
-    return ExternalEmbeddings()
+            @staticmethod
+            def build_from_config(config: dict[str, Any]) -> ExternalEmbeddings:
+                return ExternalEmbeddings()
+
+        register_embedding_function(ExternalEmbeddings)  # type: ignore[no-untyped-call]
+        _guard_class = ExternalEmbeddings
+    return _guard_class()
 
 
 def _internal_id(namespace: str, record_id: str) -> str:
@@ -161,9 +173,7 @@ class ChromaStore:
         try:
             col = client.get_collection(index, embedding_function=self._guard_ef)
         except (NotFoundError, ValueError) as exc:
-            raise IndexNotFoundError(
-                f"{self!r}: no index '{index}'; create it first (or let `upsert` create it)"
-            ) from exc
+            raise IndexNotFoundError(f"{self!r}: no index '{index}'; {MISSING_INDEX_FIX}") from exc
         return col, self._info(col, count=None)
 
     def _info(self, col: Any, count: int | None) -> IndexInfo:

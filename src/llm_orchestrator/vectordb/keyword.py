@@ -2,7 +2,8 @@
 
 Chroma, Qdrant, Pinecone and Weaviate stores are wrapped in a `KeywordMirror`: every write
 that goes through it (upsert, delete, delete_index) is applied to the store first and then
-mirrored into a SQLite FTS5 table next to it (`<LLMO_HOME>/vectors/keyword/<store>.sqlite`).
+mirrored into a SQLite FTS5 table next to it (`<LLMO_HOME>/vectors/keyword/<store>-<hash of
+its configuration>.sqlite`).
 `keyword_search` ranks with FTS5's `bm25()` (Porter-stemmed `unicode61` tokens), ORing the
 query's terms, so a natural-language question matches every passage that shares a word with
 it and the rarer shared words count most.

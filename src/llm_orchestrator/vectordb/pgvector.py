@@ -50,6 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 from llm_orchestrator.exceptions import MissingDependencyError
 from llm_orchestrator.vectordb.base import (
     METRICS,
+    MISSING_INDEX_FIX,
     IndexInfo,
     IndexNotFoundError,
     Metric,
@@ -386,8 +387,7 @@ class PgVectorStore:
         )
         if row is None:
             raise IndexNotFoundError(
-                f"vector store '{self.name}' (pgvector): no index '{name}'; create it first "
-                "(or let `upsert` create it)"
+                f"vector store '{self.name}' (pgvector): no index '{name}'; {MISSING_INDEX_FIX}"
             )
         metric = str(row["metric"])
         if metric not in METRICS:

@@ -49,6 +49,7 @@ from pydantic import SecretStr
 
 from llm_orchestrator.exceptions import ConfigurationError, MissingDependencyError
 from llm_orchestrator.vectordb.base import (
+    MISSING_INDEX_FIX,
     IndexInfo,
     IndexNotFoundError,
     Metric,
@@ -322,9 +323,7 @@ class PineconeStore:
         detail = self._scrub(str(getattr(exc, "message", None) or exc))
         error: VectorStoreError
         if isinstance(exc, errors.NotFoundError) and index is not None:
-            return IndexNotFoundError(
-                f"{where}: no such index (Pinecone 404); create it first with create_index"
-            )
+            return IndexNotFoundError(f"{where}: no such index (Pinecone 404); {MISSING_INDEX_FIX}")
         if isinstance(exc, errors.UnauthorizedError | errors.ForbiddenError):
             return VectorStoreError(
                 f"{where}: Pinecone refused the API key ({status}: {detail}); check `api_key` "

@@ -30,6 +30,7 @@ from pydantic import SecretStr
 
 from llm_orchestrator.exceptions import MissingDependencyError
 from llm_orchestrator.vectordb.base import (
+    MISSING_INDEX_FIX,
     IndexInfo,
     IndexNotFoundError,
     Metric,
@@ -132,7 +133,7 @@ class QdrantStore:
             detail = self._scrub(_server_message(exc.content) or exc.reason_phrase)
             if status == 404 and index is not None:
                 return IndexNotFoundError(
-                    f"{where}: no such index (Qdrant 404: {detail}); create it first"
+                    f"{where}: no such index (Qdrant 404: {detail}); {MISSING_INDEX_FIX}"
                 )
             if status in (401, 403):
                 return VectorStoreError(
@@ -174,9 +175,7 @@ class QdrantStore:
         with self._errors(name):
             exists = await client.collection_exists(name)
         if not exists:
-            raise IndexNotFoundError(
-                f"{self!r}: no index '{name}'; create it first (or let `upsert` create it)"
-            )
+            raise IndexNotFoundError(f"{self!r}: no index '{name}'; {MISSING_INDEX_FIX}")
         with self._errors(name):
             info = await client.get_collection(name)
         params = info.config.params.vectors

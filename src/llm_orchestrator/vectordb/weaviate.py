@@ -69,6 +69,7 @@ from pydantic import SecretStr
 
 from llm_orchestrator.exceptions import MissingDependencyError
 from llm_orchestrator.vectordb.base import (
+    MISSING_INDEX_FIX,
     IndexInfo,
     IndexNotFoundError,
     MetadataValue,
@@ -416,9 +417,7 @@ class WeaviateStore:
         collection = collection_name(index)
         async with self._errors(index):
             if not await client.collections.exists(collection):
-                raise IndexNotFoundError(
-                    f"{self!r}: no index '{index}'; create it first (create_index)"
-                )
+                raise IndexNotFoundError(f"{self!r}: no index '{index}'; {MISSING_INDEX_FIX}")
             return await client.collections.use(collection).config.get()
 
     def _describe(self, index: str, config: Any) -> IndexInfo:
