@@ -70,12 +70,13 @@ class MissingDependencyError(ConfigurationError):
 class CredentialsError(OrchestratorError):
     code = "missing_credentials"
 
-    def __init__(self, provider: str, env_var: str) -> None:
+    def __init__(self, provider: str, env_var: str, section: str = "providers") -> None:
         self.provider = provider
         self.env_var = env_var
+        noun = "embedder" if section == "embedders" else "provider"
         super().__init__(
-            f"provider '{provider}' has no API key: set the environment variable {env_var} "
-            f"or `api_key` under providers.{provider} in llm-orchestrator.yaml"
+            f"{noun} '{provider}' has no API key: set the environment variable {env_var} "
+            f"or `api_key` under {section}.{provider} in llm-orchestrator.yaml"
         )
 
 

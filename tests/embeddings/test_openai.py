@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from llm_orchestrator.embeddings.base import EmbeddingRequest
@@ -87,3 +89,17 @@ async def test_connection_refused_is_retryable() -> None:
     finally:
         await client.aclose()
     assert caught.value.retryable
+
+
+def test_missing_key_says_where_an_embedders_key_goes(tmp_path: Path) -> None:
+    from llm_orchestrator.embeddings.registry import EmbedderRegistry
+    from llm_orchestrator.settings import ProviderSettings, Settings
+
+    bare = EmbedderRegistry(Settings(home=tmp_path)).check("openai")
+    assert bare is not None
+    assert "embedder 'openai' has no API key" in bare
+    assert "OPENAI_API_KEY" in bare and "embedders.openai" in bare
+    via_provider = EmbedderRegistry(
+        Settings(home=tmp_path, providers={"gw": ProviderSettings(type="openai")})
+    ).check("gw")
+    assert via_provider is not None and "providers.gw" in via_provider

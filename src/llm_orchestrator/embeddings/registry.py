@@ -174,7 +174,7 @@ class EmbedderRegistry:
                 )
         env = cfg.key_env()
         if env is not None and not cfg.resolve_api_key():
-            return CredentialsError(name, env)
+            return CredentialsError(name, env, section=_section(name, self))
         return None
 
     def _managed(self, name: str, cfg: EmbedderSettings) -> Embedder:
@@ -200,7 +200,9 @@ class EmbedderRegistry:
 
                 key = cfg.resolve_api_key()
                 if key is None:
-                    raise CredentialsError(name, cfg.key_env() or "COHERE_API_KEY")
+                    raise CredentialsError(
+                        name, cfg.key_env() or "COHERE_API_KEY", section=_section(name, self)
+                    )
                 return CohereEmbedder(
                     name,
                     api_key=key,
@@ -228,6 +230,15 @@ class EmbedderRegistry:
             raise ConfigurationError(
                 f"embedding provider '{name}' ({cfg.type}) could not be created: {exc}"
             ) from exc
+
+
+def _section(name: str, registry: EmbedderRegistry) -> str:
+    """Where the key of embedder `name` belongs in the config file."""
+    if name in registry.configs:
+        return "embedders"
+    if name in registry.providers or name in registry.settings.providers:
+        return "providers"
+    return "embedders"
 
 
 async def close_all_embedders() -> None:
