@@ -32,11 +32,16 @@ ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT / "benchmarks" / "retrieval" / "questions.jsonl"
 MODES = ("vector", "keyword", "hybrid")
 
-WORKFLOW = "name: retrieval\ninputs: {q: {type: string}}\nsteps:\n" + "".join(
-    f"  - id: {mode}\n    type: vector_search\n    index: docs\n    query: '{{{{ inputs.q }}}}'\n"
-    f"    top_k: 10\n    mode: {mode}\n"
-    for mode in MODES
-)
+
+def workflow_text(keyword_weight: float) -> str:
+    steps = "".join(
+        f"  - id: {mode}\n    type: vector_search\n    index: docs\n"
+        f"    query: '{{{{ inputs.q }}}}'\n    top_k: 10\n    mode: {mode}\n"
+        for mode in MODES
+    )
+    if keyword_weight != 1.0:
+        steps += f"    hybrid: {{keyword_weight: {keyword_weight}}}\n"
+    return "name: retrieval\ninputs: {q: {type: string}}\nsteps:\n" + steps
 
 
 def norm(text: str) -> str:
@@ -74,9 +79,11 @@ def ingest(home: Path, chunker: str, size: int, overlap: int) -> float:
     return time.perf_counter() - started
 
 
-async def evaluate(home: Path, questions: list[dict[str, str]]) -> dict[str, Any]:
+async def evaluate(
+    home: Path, questions: list[dict[str, str]], keyword_weight: float
+) -> dict[str, Any]:
     settings = Settings(home=home)
-    workflow = load_workflow("retrieval.yaml", text=WORKFLOW)
+    workflow = load_workflow("retrieval.yaml", text=workflow_text(keyword_weight))
     orch = Orchestrator(settings)
     ranks: dict[str, list[int | None]] = {mode: [] for mode in MODES}
     answerable = 0
@@ -109,19 +116,23 @@ def main() -> None:
     parser.add_argument("--chunker", default="paragraph")
     parser.add_argument("--chunk-size", type=int, default=1000)
     parser.add_argument("--chunk-overlap", type=int, default=150)
+    parser.add_argument(
+        "--keyword-weight", type=float, default=1.0, help="hybrid's keyword weight (vector: 1)"
+    )
     args = parser.parse_args()
     questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         seconds = ingest(home, args.chunker, args.chunk_size, args.chunk_overlap)
         started = time.perf_counter()
-        found = asyncio.run(evaluate(home, questions))
+        found = asyncio.run(evaluate(home, questions, args.keyword_weight))
         search_s = time.perf_counter() - started
     n = found["answerable"]
     print(
         f"retrieval benchmark: {len(questions)} questions over docs/ "
         f"({found['chunks']} chunks; chunker {args.chunker}, size {args.chunk_size}, "
-        f"overlap {args.chunk_overlap}; local embedder; ingest {seconds:.1f} s)"
+        f"overlap {args.chunk_overlap}; hybrid keyword weight {args.keyword_weight}; "
+        f"local embedder; ingest {seconds:.1f} s)"
     )
     print(f"answerable (phrase whole in some chunk): {n} of {len(questions)}")
     print(f"{'mode':<10}{'recall@1':>10}{'recall@5':>10}{'MRR@10':>10}")
