@@ -102,8 +102,8 @@ async def search_latency(chunks: int, queries: int) -> None:
         async def hybrid(vector: list[float], text: str) -> None:
             assert isinstance(store, KeywordSearcher)
             by_vector, by_keyword = await asyncio.gather(
-                store.search("bench", vector, top_k=40),
-                store.keyword_search("bench", text, top_k=40),
+                store.search("bench", vector, top_k=10),
+                store.keyword_search("bench", text, top_k=10),
             )
             reciprocal_rank_fusion([by_vector, by_keyword])[:10]
 
@@ -117,7 +117,7 @@ async def search_latency(chunks: int, queries: int) -> None:
             ("vector", vector_only),
             ("vector, filtered ($in)", filtered),
             ("keyword (FTS5 bm25)", keyword_only),
-            ("hybrid (40 + 40, RRF)", hybrid),
+            ("hybrid (10 + 10, RRF)", hybrid),
         ):
             samples = await timed(fn)
             print(f"   {name:<28}{percentile(samples, 50):>10.2f}{percentile(samples, 99):>10.2f}")

@@ -33,14 +33,19 @@ QUESTIONS = ROOT / "benchmarks" / "retrieval" / "questions.jsonl"
 MODES = ("vector", "keyword", "hybrid")
 
 
-def workflow_text(keyword_weight: float) -> str:
+def workflow_text(keyword_weight: float, candidates: int | None = None) -> str:
     steps = "".join(
         f"  - id: {mode}\n    type: vector_search\n    index: docs\n"
         f"    query: '{{{{ inputs.q }}}}'\n    top_k: 10\n    mode: {mode}\n"
         for mode in MODES
     )
+    hybrid = []
     if keyword_weight != 1.0:
-        steps += f"    hybrid: {{keyword_weight: {keyword_weight}}}\n"
+        hybrid.append(f"keyword_weight: {keyword_weight}")
+    if candidates is not None:
+        hybrid.append(f"candidates: {candidates}")
+    if hybrid:
+        steps += "    hybrid: {" + ", ".join(hybrid) + "}\n"
     return "name: retrieval\ninputs: {q: {type: string}}\nsteps:\n" + steps
 
 
@@ -80,10 +85,10 @@ def ingest(home: Path, chunker: str, size: int, overlap: int) -> float:
 
 
 async def evaluate(
-    home: Path, questions: list[dict[str, str]], keyword_weight: float
+    home: Path, questions: list[dict[str, str]], keyword_weight: float, candidates: int | None
 ) -> dict[str, Any]:
     settings = Settings(home=home)
-    workflow = load_workflow("retrieval.yaml", text=workflow_text(keyword_weight))
+    workflow = load_workflow("retrieval.yaml", text=workflow_text(keyword_weight, candidates))
     orch = Orchestrator(settings)
     ranks: dict[str, list[int | None]] = {mode: [] for mode in MODES}
     answerable = 0
@@ -119,19 +124,23 @@ def main() -> None:
     parser.add_argument(
         "--keyword-weight", type=float, default=1.0, help="hybrid's keyword weight (vector: 1)"
     )
+    parser.add_argument(
+        "--candidates", type=int, default=None, help="hybrid's depth per side (default: step's)"
+    )
     args = parser.parse_args()
     questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         seconds = ingest(home, args.chunker, args.chunk_size, args.chunk_overlap)
         started = time.perf_counter()
-        found = asyncio.run(evaluate(home, questions, args.keyword_weight))
+        found = asyncio.run(evaluate(home, questions, args.keyword_weight, args.candidates))
         search_s = time.perf_counter() - started
     n = found["answerable"]
     print(
         f"retrieval benchmark: {len(questions)} questions over docs/ "
         f"({found['chunks']} chunks; chunker {args.chunker}, size {args.chunk_size}, "
-        f"overlap {args.chunk_overlap}; hybrid keyword weight {args.keyword_weight}; "
+        f"overlap {args.chunk_overlap}; hybrid keyword weight {args.keyword_weight}, "
+        f"candidates {args.candidates or 'default'}; "
         f"local embedder; ingest {seconds:.1f} s)"
     )
     print(f"answerable (phrase whole in some chunk): {n} of {len(questions)}")
