@@ -65,7 +65,7 @@ class _Model:
 
 _model: _Model | None = None
 #: texts per model call after sorting by length (see `_encode`)
-_SUB_BATCH = 32
+_SUB_BATCH = 8
 _model_lock = threading.Lock()
 
 
@@ -132,8 +132,9 @@ def _encode(texts: list[str]) -> tuple[list[list[float]], int]:
 
     Texts are sorted by length and run in sub-batches of `_SUB_BATCH`, each padded only to
     its own longest text: one long text no longer makes the model read a batch's worth of
-    padding (3-4x faster on mixed lengths). Mean pooling ignores padding, so a vector does not
-    depend on its neighbours."""
+    padding. Mean pooling ignores padding, so a vector does not depend on its neighbours.
+    Measured on 2 cores (200 texts, calls of 100): sub-batches of 8 ran 5-12-word texts at
+    ~920/s and 40-120-word texts at ~122/s; of 32, ~990/s and ~94/s; of 4, ~740/s and ~125/s."""
     model = _load()
     np = model.np
     encodings = model.tokenizer.encode_batch(texts)
