@@ -85,11 +85,11 @@ def _check_common(spec: _VectorSpec, services: Services, filter_: Any) -> list[P
 
 
 class _Bound:
-    """What every vector step shares at run time: its store and rendered names."""
+    """What every vector step shares at run time: its store registry and namespace (the
+    index is each kind's own: vector_search may name several)."""
 
     def __init__(self, spec: _VectorSpec, services: Services) -> None:
         self.registry = VectorStoreRegistry.from_settings(services.settings)
-        self.index = CompiledTemplate(spec.index)
         self.namespace = CompiledTemplate(spec.namespace)
 
     def store(self, database: str) -> VectorStore:
@@ -374,6 +374,7 @@ class UpsertStepKind(StepKind[UpsertSpec]):
     def __init__(self, spec: UpsertSpec, services: Services) -> None:
         super().__init__(spec, services)
         self._bound = _Bound(spec, services)
+        self._index = CompiledTemplate(spec.index)
         self._records = (
             CompiledTemplate(spec.records)
             if isinstance(spec.records, str)
@@ -397,7 +398,7 @@ class UpsertStepKind(StepKind[UpsertSpec]):
         spec = self.spec
         records = _records(render_value(self._records, ctx.vars), ctx.step_id)
         store = self._bound.store(spec.database)
-        index = self._bound.index.render_str(ctx.vars)
+        index = self._index.render_str(ctx.vars)
         namespace = self._bound.namespace.render_str(ctx.vars)
         created = False
         if records:
@@ -474,6 +475,7 @@ class DeleteStepKind(StepKind[DeleteSpec]):
     def __init__(self, spec: DeleteSpec, services: Services) -> None:
         super().__init__(spec, services)
         self._bound = _Bound(spec, services)
+        self._index = CompiledTemplate(spec.index)
         self._ids = (
             None
             if spec.ids is None
@@ -502,7 +504,7 @@ class DeleteStepKind(StepKind[DeleteSpec]):
             ids = [str(i) for i in raw]
         where = _render_filter(self._filter, ctx)
         store = self._bound.store(spec.database)
-        index = self._bound.index.render_str(ctx.vars)
+        index = self._index.render_str(ctx.vars)
         namespace = self._bound.namespace.render_str(ctx.vars)
         await store.delete(index, ids=ids, where=where, namespace=namespace)
         result: Mapping[str, Any] = {
